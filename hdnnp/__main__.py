@@ -1,0 +1,3 @@
+from hdnnp.cli import main
+
+main()

@@ -1,0 +1,53 @@
+"""In-memory frame containers shared by readers, stages and the Python API."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class Frame:
+    """One configuration (box). Units: Å, eV, eV/Å, K.
+
+    ``cell`` rows are the lattice vectors a, b, c; ``pbc`` the periodic directions;
+    ``energy`` the total potential energy of the box (NaN if unknown); ``forces`` None if unknown.
+    """
+
+    positions: np.ndarray  # (n, 3) Å
+    species: np.ndarray  # (n,) atomic numbers
+    cell: np.ndarray  # (3, 3) Å
+    pbc: np.ndarray  # (3,) bool
+    energy: float = float("nan")  # eV
+    forces: np.ndarray | None = None  # (n, 3) eV/Å
+    temperature: float = float("nan")  # K
+    step: int = 0
+    source: str = ""
+
+
+@dataclass
+class FrameChunk:
+    """A contiguous block of frames in ragged layout (as stored in HDF5)."""
+
+    atom_offset: np.ndarray  # (n_frames + 1,) offsets into the atom arrays, starting at 0
+    energy: np.ndarray
+    cell: np.ndarray
+    pbc: np.ndarray
+    temperature: np.ndarray
+    step: np.ndarray
+    positions: np.ndarray
+    species: np.ndarray
+    forces: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.atom_offset) - 1
+
+    def frame(self, f: int) -> Frame:
+        a0, a1 = int(self.atom_offset[f]), int(self.atom_offset[f + 1])
+        return Frame(
+            positions=self.positions[a0:a1], species=self.species[a0:a1], cell=self.cell[f],
+            pbc=self.pbc[f], energy=float(self.energy[f]),
+            forces=None if self.forces is None else self.forces[a0:a1],
+            temperature=float(self.temperature[f]), step=int(self.step[f]),
+        )

@@ -1,0 +1,230 @@
+"""HDF5 intermediates: the public contract shared by every stage (SPEC §7).
+
+Every stage output carries root attributes ``hdnnp_version``, ``schema_version``, ``stage``,
+``command`` (the command line), ``created`` (UTC, ISO 8601) and ``inputs`` (JSON list of
+``{"path", "sha256"}``). Frame sets are ragged and live in a group per set (``train``,
+``predict``)::
+
+    <set>/frames/atom_offset   int64 (n_frames + 1)   atoms of frame f: [off[f], off[f+1])
+    <set>/frames/energy        float64 (n_frames)     total potential energy, eV (NaN: unknown)
+    <set>/frames/cell          float64 (n_frames,3,3) rows a, b, c, Å
+    <set>/frames/pbc           bool (n_frames, 3)
+    <set>/frames/temperature   float64 (n_frames)     K (NaN: unknown)
+    <set>/frames/step          int64 (n_frames)       MD step (nstep) or frame index
+    <set>/frames/source        int32 (n_frames)       index into <set>/sources
+    <set>/sources              str (n_sources)        input file of each source index
+    <set>/atoms/positions      float64 (n_atoms, 3)   Å
+    <set>/atoms/species        int32 (n_atoms)        atomic numbers
+    <set>/atoms/forces         float64 (n_atoms, 3)   eV/Å (present only when known)
+
+Writes are atomic: :func:`atomic_output` writes to a temporary file in the destination
+directory and renames it into place only when the stage succeeded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import hashlib
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Iterator
+
+import h5py
+import numpy as np
+
+from hdnnp import __version__
+from hdnnp.errors import HdnnpError
+
+#: Version of the HDF5 layout; bump on any incompatible change, readers check it.
+SCHEMA_VERSION = 1
+
+SET_NAMES = ("train", "predict")
+
+
+def sha256_of(path, block_size: int = 1 << 20) -> str:
+    """SHA-256 hex digest of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(block_size), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@contextlib.contextmanager
+def atomic_output(path, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; rename it to ``path`` on success.
+
+    On any exception (including KeyboardInterrupt from Ctrl-C or SIGINT) the temporary file
+    is removed and an existing ``path`` is left untouched. A SIGKILL can leave the hidden
+    temporary file ``.<name>.tmp-<pid>`` behind, never a half-written file under ``path``.
+    Refuses to replace an existing ``path`` unless ``overwrite`` is true.
+    """
+    path = Path(path)
+    check_can_write(path, overwrite)
+    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+
+
+def check_can_write(path, overwrite: bool = False) -> None:
+    """Fail early (before any work) if ``path`` cannot be written as a stage output."""
+    path = Path(path)
+    if path.is_dir():
+        raise HdnnpError(f"{path}: is a directory, expected an output file name")
+    if path.exists() and not overwrite:
+        raise HdnnpError(f"{path}: exists already; pass --overwrite to replace it")
+    if not path.parent.exists():
+        raise HdnnpError(f"{path.parent}: output directory does not exist")
+
+
+def write_root_attrs(h5: h5py.File, stage: str, inputs=(), **extra) -> None:
+    """Write the root attributes every stage output carries (see module docstring)."""
+    h5.attrs["hdnnp_version"] = __version__
+    h5.attrs["schema_version"] = SCHEMA_VERSION
+    h5.attrs["stage"] = stage
+    h5.attrs["command"] = " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
+    h5.attrs["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    h5.attrs["inputs"] = json.dumps(
+        [{"path": str(Path(p).resolve()), "sha256": sha256_of(p)} for p in inputs]
+    )
+    for key, value in extra.items():
+        h5.attrs[key] = value
+
+
+def open_stage_file(path, stages) -> h5py.File:
+    """Open an hdnnp intermediate for reading, checking that it is one and of a usable kind.
+
+    ``stages`` is a stage name or a tuple of accepted ones (e.g. ``("prepare", "symmetry")``).
+    Raises :class:`HdnnpError` naming the file and what was expected.
+    """
+    if isinstance(stages, str):
+        stages = (stages,)
+    path = Path(path)
+    if not path.exists():
+        raise HdnnpError(f"{path}: no such file")
+    if path.is_dir():
+        raise HdnnpError(f"{path}: is a directory, expected an HDF5 file from hdnnp {'/'.join(stages)}")
+    try:
+        h5 = h5py.File(path, "r")
+    except OSError as exc:
+        raise HdnnpError(f"{path}: not a readable HDF5 file ({exc})") from None
+    try:
+        schema = h5.attrs.get("schema_version")
+        stage = h5.attrs.get("stage")
+        if schema is None or stage is None:
+            raise HdnnpError(f"{path}: not an hdnnp file (no schema_version/stage attributes)")
+        if int(schema) != SCHEMA_VERSION:
+            raise HdnnpError(
+                f"{path}: schema_version {int(schema)}, this hdnnp {__version__} reads "
+                f"schema_version {SCHEMA_VERSION}; re-run the stage that made it"
+            )
+        stage = stage.decode() if isinstance(stage, bytes) else str(stage)
+        if stage not in stages:
+            raise HdnnpError(f"{path}: written by stage '{stage}', expected output of {' or '.join(repr(s) for s in stages)}")
+    except BaseException:
+        h5.close()
+        raise
+    return h5
+
+
+class FrameSetWriter:
+    """Append frames to ``<group>/frames`` and ``<group>/atoms`` in chunks (streaming).
+
+    Datasets are chunked and resizable, so memory does not grow with the number of frames.
+    """
+
+    def __init__(self, group: h5py.Group, with_forces: bool, chunk_atoms: int = 65536):
+        self.group = group
+        self.with_forces = with_forces
+        self.sources: list[str] = []
+        frames = group.require_group("frames")
+        atoms = group.require_group("atoms")
+        cf = 4096
+
+        def make(g, name, shape_tail, dtype, chunk):
+            return g.create_dataset(name, shape=(0, *shape_tail), maxshape=(None, *shape_tail),
+                                    dtype=dtype, chunks=(chunk, *shape_tail))
+
+        self.atom_offset = frames.create_dataset("atom_offset", data=np.zeros(1, np.int64),
+                                                 maxshape=(None,), chunks=(cf,))
+        self.energy = make(frames, "energy", (), np.float64, cf)
+        self.cell = make(frames, "cell", (3, 3), np.float64, cf)
+        self.pbc = make(frames, "pbc", (3,), bool, cf)
+        self.temperature = make(frames, "temperature", (), np.float64, cf)
+        self.step = make(frames, "step", (), np.int64, cf)
+        self.source = make(frames, "source", (), np.int32, cf)
+        self.positions = make(atoms, "positions", (3,), np.float64, chunk_atoms)
+        self.species = make(atoms, "species", (), np.int32, chunk_atoms)
+        self.forces = make(atoms, "forces", (3,), np.float64, chunk_atoms) if with_forces else None
+        self.n_frames = 0
+        self.n_atoms = 0
+
+    def source_index(self, name: str) -> int:
+        if name not in self.sources:
+            self.sources.append(name)
+        return self.sources.index(name)
+
+    @staticmethod
+    def _append(ds, values):
+        n = ds.shape[0]
+        ds.resize(n + len(values), axis=0)
+        ds[n:] = values
+
+    def append(self, frames) -> None:
+        """Append a list of :class:`hdnnp.frames.Frame`."""
+        if not frames:
+            return
+        natoms = np.array([len(f.species) for f in frames], np.int64)
+        self._append(self.atom_offset, self.n_atoms + np.cumsum(natoms))
+        self._append(self.energy, np.array([f.energy for f in frames], np.float64))
+        self._append(self.cell, np.array([f.cell for f in frames], np.float64).reshape(-1, 3, 3))
+        self._append(self.pbc, np.array([f.pbc for f in frames], bool).reshape(-1, 3))
+        self._append(self.temperature, np.array([f.temperature for f in frames], np.float64))
+        self._append(self.step, np.array([f.step for f in frames], np.int64))
+        self._append(self.source, np.array([self.source_index(f.source) for f in frames], np.int32))
+        self._append(self.positions, np.concatenate([f.positions for f in frames]))
+        self._append(self.species, np.concatenate([f.species for f in frames]).astype(np.int32))
+        if self.with_forces:
+            if any(f.forces is None for f in frames):
+                raise HdnnpError("cannot mix frames with and without forces in one set")
+            self._append(self.forces, np.concatenate([f.forces for f in frames]))
+        self.n_frames += len(frames)
+        self.n_atoms += int(natoms.sum())
+
+    def close(self) -> None:
+        """Write the source table; call once after the last append."""
+        self.group.create_dataset("sources", data=np.array(self.sources, dtype=h5py.string_dtype()))
+
+
+def iter_frame_chunks(group: h5py.Group, chunk_frames: int = 256):
+    """Yield ``(first_frame, FrameChunk)`` blocks of at most ``chunk_frames`` frames.
+
+    Only one chunk is held in memory at a time.
+    """
+    from hdnnp.frames import FrameChunk
+
+    offsets = group["frames/atom_offset"][:]
+    n_frames = len(offsets) - 1
+    has_forces = "atoms/forces" in group
+    for start in range(0, n_frames, chunk_frames):
+        stop = min(start + chunk_frames, n_frames)
+        a0, a1 = int(offsets[start]), int(offsets[stop])
+        yield start, FrameChunk(
+            atom_offset=offsets[start:stop + 1] - a0,
+            energy=group["frames/energy"][start:stop],
+            cell=group["frames/cell"][start:stop],
+            pbc=group["frames/pbc"][start:stop],
+            temperature=group["frames/temperature"][start:stop],
+            step=group["frames/step"][start:stop],
+            positions=group["atoms/positions"][a0:a1],
+            species=group["atoms/species"][a0:a1],
+            forces=group["atoms/forces"][a0:a1] if has_forces else None,
+        )

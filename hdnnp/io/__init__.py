@@ -1,0 +1,1 @@
+"""Readers and writers of trajectory and energy files."""

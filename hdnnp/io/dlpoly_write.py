@@ -1,0 +1,74 @@
+"""Write DL_POLY HISTORY and energy files (used by tests, benchmarks and the example generator)."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+
+from hdnnp.elements import symbol
+from hdnnp.units import EV_PER_ANGSTROM_IN_DLPOLY_FORCE
+
+
+def _open_text(path, mode="wt"):
+    path = Path(path)
+    return gzip.open(path, mode) if path.suffix == ".gz" else open(path, mode)
+
+
+def imcon_of_cell(cell) -> int:
+    """DL_POLY imcon for a cell: 1 cubic, 2 orthorhombic, 3 parallelepiped (0 if no cell)."""
+    cell = np.asarray(cell, float)
+    if not np.any(cell):
+        return 0
+    off = cell - np.diag(np.diag(cell))
+    if np.allclose(off, 0.0):
+        d = np.diag(cell)
+        return 1 if np.allclose(d, d[0]) else 2
+    return 3
+
+
+def write_history(path, frames, layout: str = "dlpoly4", keytrj: int = 2, title: str = "hdnnp",
+                  timestep_ps: float = 0.001, names=None, forces_unit: str = "dlpoly") -> None:
+    """Write frames (:class:`hdnnp.frames.Frame`) as a DL_POLY HISTORY file.
+
+    ``layout``: ``"dlpoly4"`` (header line ``keytrj imcon natms nframes nrecords``, records
+    padded to fixed width) or ``"classic"`` (``keytrj imcon natms``). Forces (eV/Å in the
+    frames) are written in DL_POLY internal units (10 J/mol/Å) unless ``forces_unit="eV/A"``.
+    Velocities are written as zeros when keytrj >= 1 (frames carry none).
+    ``names``: per-atom names (default: element symbols). A ``.gz`` path is gzip-compressed.
+    """
+    frames = list(frames)
+    natms = len(frames[0].species)
+    imcon = imcon_of_cell(frames[0].cell)
+    fscale = EV_PER_ANGSTROM_IN_DLPOLY_FORCE if forces_unit == "dlpoly" else 1.0
+    nrec_frame = 4 + natms * (2 + keytrj)
+    pad = (lambda s: f"{s:<72s}\n") if layout == "dlpoly4" else (lambda s: s + "\n")
+    with _open_text(path) as fh:
+        fh.write(pad(title[:72]))
+        if layout == "dlpoly4":
+            fh.write(pad(f"{keytrj:10d}{imcon:10d}{natms:10d}{len(frames):21d}{2 + nrec_frame * len(frames):21d}"))
+        else:
+            fh.write(pad(f"{keytrj:10d}{imcon:10d}{natms:10d}"))
+        for fr in frames:
+            n = len(fr.species)
+            fh.write(pad(f"timestep{fr.step:10d}{n:10d}{keytrj:10d}{imcon_of_cell(fr.cell):10d}"
+                         f"{timestep_ps:12.6f}{fr.step * timestep_ps:12.6f}"))
+            for row in np.asarray(fr.cell, float).reshape(3, 3):
+                fh.write(pad("".join(f"{v:20.10f}" for v in row)))
+            for i in range(n):
+                name = names[i] if names is not None else symbol(fr.species[i])
+                fh.write(pad(f"{name:<8s}{i + 1:10d}{0.0:12.6f}{0.0:12.6f}{0.0:12.6f}"))
+                fh.write(pad("".join(f"{v:20.10f}" for v in fr.positions[i])))
+                if keytrj >= 1:
+                    fh.write(pad("".join(f"{0.0:20.10f}" for _ in range(3))))
+                if keytrj >= 2:
+                    fh.write(pad("".join(f"{v * fscale:20.10f}" for v in fr.forces[i])))
+
+
+def write_energies(path, frames, unit_scale: float = 1.0, header: str = "step  energy_eV") -> None:
+    """Write an energy file: ``# header`` then ``step energy`` per frame (energy / unit_scale)."""
+    with _open_text(path) as fh:
+        fh.write(f"# {header}\n")
+        for fr in frames:
+            fh.write(f"{fr.step:d} {fr.energy / unit_scale:.10f}\n")

@@ -1,0 +1,1 @@
+"""GPU kernels (CUDA source compiled by CuPy) and the choice of backend."""
