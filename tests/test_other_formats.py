@@ -1,0 +1,127 @@
+"""extxyz (through ASE) and n2p2 input.data (own streaming reader, ASE as oracle) into prepare."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+
+from hdnnp.cli import main
+from hdnnp.errors import InputFileError
+from hdnnp.inputs import resolve_inputs
+from hdnnp.io.n2p2 import iter_n2p2
+from hdnnp.stages.prepare import prepare
+from hdnnp.units import BOHR_IN_ANGSTROM, ENERGY_UNITS_IN_EV
+
+ase = pytest.importorskip("ase")
+from ase.calculators.singlepoint import SinglePointCalculator  # noqa: E402
+from ase.io import read as ase_read, write as ase_write  # noqa: E402
+
+N2P2 = """\
+# two structures, Cu and S, triclinic then non-periodic
+begin
+comment first structure
+lattice 8.0 0.0 0.0
+lattice 0.5 7.0 0.0
+lattice -0.3 0.2 9.0
+atom 1.0 2.0 3.0 Cu 0.0 0.0 0.1 -0.2 0.3
+atom 4.0 5.0 6.0 S 0.0 0.0 -0.1 0.2 -0.3
+atom 2.5 1.5 0.5 Cu 0.0 0.0 0.0 0.0 0.0
+energy -12.5
+charge 0.0
+end
+begin
+comment molecule
+atom 0.0 0.0 0.0 S 0.0 0.0 1.0 0.0 0.0
+atom 1.2 0.0 0.0 Cu 0.0 0.0 -1.0 0.0 0.0
+energy -3.25
+charge 0.0
+end
+"""
+
+
+def _atoms(n_frames, seed):
+    rng = np.random.default_rng(seed)
+    images = []
+    for k in range(n_frames):
+        atoms = ase.Atoms("CuCuS", positions=rng.uniform(0, 5, (3, 3)), cell=np.diag([6.0, 6.5, 7.0]), pbc=True)
+        atoms.calc = SinglePointCalculator(atoms, energy=-10.0 - k, forces=rng.normal(size=(3, 3)))
+        images.append(atoms)
+    return images
+
+
+def test_n2p2_reader_against_ase(tmp_path):
+    from ase.io.runner.runneratoms import Units
+
+    path = tmp_path / "input.data"
+    path.write_text(N2P2)
+    ours = list(iter_n2p2(path))
+    images = ase_read(path, format="runnerdata", index=":", input_units=Units.ASE)
+    assert [line for line, _ in ours] == [2, 13]
+    assert len(images) == 2
+    for (_, frame), atoms in zip(ours, images):
+        np.testing.assert_allclose(frame.positions, atoms.positions)
+        np.testing.assert_array_equal(frame.species, atoms.numbers)
+        np.testing.assert_allclose(frame.forces, atoms.get_forces())
+        assert frame.energy == pytest.approx(atoms.get_potential_energy())
+        assert frame.pbc.all() == atoms.pbc.all()
+    np.testing.assert_allclose(ours[0][1].cell, [[8, 0, 0], [0.5, 7, 0], [-0.3, 0.2, 9]])
+    assert not ours[1][1].pbc.any()
+    # atomic units: lengths x 0.529177 Å, energies x 27.2114 eV, forces x 27.2114/0.529177
+    (_, au), _ = list(iter_n2p2(path, length_unit="bohr", energy_unit="Hartree"))
+    np.testing.assert_allclose(au.positions[0], np.array([1.0, 2.0, 3.0]) * 0.529177210903, rtol=1e-9)
+    assert au.energy == pytest.approx(-12.5 * 27.211386245988, rel=1e-10)
+    np.testing.assert_allclose(au.forces[0, 0], 0.1 * 27.211386245988 / 0.529177210903, rtol=1e-9)
+    assert BOHR_IN_ANGSTROM == pytest.approx(0.529177210903) and ENERGY_UNITS_IN_EV["Hartree"] > 27
+
+
+@pytest.mark.parametrize("mutation, message", [
+    (("atom 4.0 5.0 6.0 S", "atom 4.0 5.0 x S"), r"input.data, line 8: expected 8 numbers \(atom 2 of structure 1"),
+    (("energy -3.25\n", ""), r"input.data, line 18: structure 2 \(begin at line 13\) has no 'energy' line"),
+    (("lattice 0.5 7.0 0.0\n", ""), r"input.data, line 11: structure 1 \(begin at line 2\) has 2 lattice lines"),
+    (("atom 2.5 1.5 0.5 Cu", "atom 2.5 1.5 0.5 Qq"), r"input.data, line 9: unknown element 'Qq'"),
+    (("end\nbegin", "begin"), r"input.data, line 12: 'begin' inside structure 1"),
+])
+def test_n2p2_errors_name_the_line(tmp_path, mutation, message):
+    path = tmp_path / "input.data"
+    path.write_text(N2P2.replace(*mutation, 1))
+    with pytest.raises(InputFileError, match=message):
+        list(iter_n2p2(path))
+
+
+def test_cli_extxyz_train_n2p2_predict(tmp_path, capsys, monkeypatch):
+    train = _atoms(3, 1)
+    ase_write(tmp_path / "a.xyz", train, format="extxyz")
+    (tmp_path / "input.data").write_text(N2P2)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        main(["prepare", "--train-file", "a.xyz@650K", "--predict-file", "input.data", "-q"])
+        raise SystemExit(0)
+    assert exc.value.code == 0, capsys.readouterr().err
+    with h5py.File(tmp_path / "prepared.h5", "r") as h5:
+        tr, pr = h5["train"], h5["predict"]
+        np.testing.assert_array_equal(h5.attrs["elements"], [16, 29])
+        np.testing.assert_allclose(tr["frames/energy"][:], [-10.0, -11.0, -12.0])
+        np.testing.assert_array_equal(tr["frames/temperature"][:], [650.0] * 3)
+        np.testing.assert_array_equal(tr["frames/step"][:], [0, 1, 2])
+        np.testing.assert_allclose(tr["atoms/positions"][3:6], train[1].positions)
+        np.testing.assert_allclose(tr["atoms/forces"][6:9], train[2].get_forces())
+        np.testing.assert_array_equal(tr["atoms/species"][:3], [29, 29, 16])
+        np.testing.assert_array_equal(pr["frames/atom_offset"][:], [0, 3, 5])
+        assert np.isnan(pr["frames/temperature"][:]).all()
+        np.testing.assert_allclose(pr["frames/energy"][:], [-12.5, -3.25])
+        np.testing.assert_array_equal(pr["frames/pbc"][:], [[True] * 3, [False] * 3])
+
+
+def test_extxyz_without_energy_is_refused_for_training(tmp_path):
+    images = _atoms(2, 2)
+    images[1].calc = None
+    ase_write(tmp_path / "b.xyz", images, format="extxyz")
+    sel = resolve_inputs(train_files=[str(tmp_path / "b.xyz")])
+    with pytest.raises(InputFileError, match=r"b.xyz: structure/step 1 has no forces"):
+        prepare(sel, tmp_path / "p.h5", quiet=True)
+    assert not (tmp_path / "p.h5").exists()
+    images[1].calc = SinglePointCalculator(images[1], forces=np.zeros((3, 3)))
+    ase_write(tmp_path / "b.xyz", images, format="extxyz")
+    with pytest.raises(InputFileError, match=r"b.xyz: structure/step 1 has no energy"):
+        prepare(sel, tmp_path / "p.h5", quiet=True)
