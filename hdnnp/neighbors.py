@@ -1,0 +1,113 @@
+"""Periodic neighbour lists: every image of every atom within the cutoff radius.
+
+Works for orthorhombic and triclinic cells, for cells smaller than 2·Rc (several images of the
+same atom, and images of the central atom itself, are all listed) and for non-periodic
+directions (no images along them). Linear in the number of atoms: atoms are wrapped into the
+cell, only the images within Rc of the cell (a skin of fractional width Rc/d_k, d_k the
+distance between lattice planes k) are generated, and a k-d tree (``scipy.spatial.cKDTree``)
+finds the candidate pairs. Pairs are kept when R² <= Rc² (squared distances compared first, the
+square root is taken only for kept pairs).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+from hdnnp.errors import HdnnpError
+
+
+@dataclass
+class NeighborList:
+    """Full (both directions) list of neighbour entries, sorted by central atom ``i``.
+
+    Entry ``p``: central atom ``i[p]``, neighbour atom ``j[p]`` in the image translated by
+    ``shift[p] @ cell`` (integer lattice vector), ``vector[p] = r_j + shift·cell − r_i`` (Å)
+    and ``distance[p] = |vector[p]|`` (Å), ``0 < distance <= cutoff``. Entries of atom i are
+    ``start[i]:start[i+1]``.
+    """
+
+    i: np.ndarray  # (n_entries,) int64
+    j: np.ndarray  # (n_entries,) int64
+    shift: np.ndarray  # (n_entries, 3) int64
+    vector: np.ndarray  # (n_entries, 3) Å
+    distance: np.ndarray  # (n_entries,) Å
+    start: np.ndarray  # (n_atoms + 1,) int64
+    cutoff: float
+
+    def __len__(self) -> int:
+        return len(self.i)
+
+
+def plane_spacings(cell) -> np.ndarray:
+    """Distances d_k (Å) between neighbouring lattice planes spanned by the other two vectors."""
+    cell = np.asarray(cell, float)
+    volume = abs(np.linalg.det(cell))
+    cross = np.array([np.cross(cell[1], cell[2]), np.cross(cell[2], cell[0]), np.cross(cell[0], cell[1])])
+    return volume / np.linalg.norm(cross, axis=1)
+
+
+def neighbor_list(positions, cell, pbc, cutoff: float) -> NeighborList:
+    """All pairs (i, image of j) with 0 < |r_j + n·cell − r_i| <= ``cutoff``.
+
+    ``positions`` (n, 3) Å; ``cell`` (3, 3) rows a, b, c in Å (ignored along non-periodic
+    directions, may be zero when no direction is periodic); ``pbc`` (3,) bool or a single bool.
+    """
+    positions = np.ascontiguousarray(positions, dtype=float)
+    n_atoms = len(positions)
+    pbc = np.broadcast_to(np.asarray(pbc, bool), (3,)).copy()
+    cell = np.asarray(cell, float).reshape(3, 3)
+    cutoff = float(cutoff)
+    empty = NeighborList(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 3), np.int64),
+                         np.zeros((0, 3)), np.zeros(0), np.zeros(n_atoms + 1, np.int64), cutoff)
+    if n_atoms == 0:
+        return empty
+
+    if pbc.any():
+        if abs(np.linalg.det(cell)) < 1e-12:
+            raise HdnnpError("periodic frame with a singular (zero-volume) cell")
+        # fractional coordinates; along non-periodic directions atoms are neither wrapped
+        # nor imaged (the lattice vector there only needs to be non-degenerate)
+        frac = np.linalg.solve(cell.T, positions.T).T
+        offset = np.where(pbc, -np.floor(frac), 0.0).astype(np.int64)  # wraps into [0, 1)
+        frac_wrapped = frac + offset
+        spacing = plane_spacings(cell)
+        reach = np.where(pbc, cutoff / spacing, 0.0)  # fractional skin width per direction
+        n_images = np.ceil(reach).astype(np.int64)
+        ranges = [np.arange(-n, n + 1) for n in n_images]
+        shifts = np.stack(np.meshgrid(*ranges, indexing="ij"), axis=-1).reshape(-1, 3)
+        # images of every atom whose fractional coordinates lie within the skin of the cell
+        img_frac = frac_wrapped[None, :, :] + shifts[:, None, :]
+        lo, hi = -reach - 1e-9, 1.0 + reach + 1e-9
+        inside = np.all(~pbc | ((img_frac >= lo) & (img_frac <= hi)), axis=2)
+        s_idx, j_idx = np.nonzero(inside)
+        wrapped = positions + offset @ cell
+        img_pos = wrapped[j_idx] + shifts[s_idx] @ cell
+        img_shift = shifts[s_idx] + offset[j_idx]  # lattice shift relative to the input positions
+    else:
+        offset = np.zeros((n_atoms, 3), np.int64)
+        wrapped = positions
+        j_idx = np.arange(n_atoms)
+        img_pos = positions
+        img_shift = np.zeros((n_atoms, 3), np.int64)
+
+    # a hair over Rc so that no pair at R <= Rc is lost to rounding; the exact test is R² <= Rc²
+    found = cKDTree(wrapped).sparse_distance_matrix(cKDTree(img_pos), cutoff * (1.0 + 1e-12),
+                                                    output_type="ndarray")
+    if len(found) == 0:
+        return empty
+    order = np.argsort(found["i"] * len(img_pos) + found["j"], kind="stable")
+    i = found["i"][order].astype(np.int64)
+    k = found["j"][order].astype(np.int64)
+    vector = img_pos[k] - wrapped[i]
+    r2 = np.einsum("pd,pd->p", vector, vector)
+    keep = (r2 <= cutoff * cutoff) & (r2 > 0.0)
+    i, k, vector, r2 = i[keep], k[keep], vector[keep], r2[keep]
+    j = j_idx[k]
+    shift = img_shift[k] - offset[i]
+    start = np.zeros(n_atoms + 1, np.int64)
+    np.cumsum(np.bincount(i, minlength=n_atoms), out=start[1:])
+    return NeighborList(i=i, j=j, shift=shift, vector=vector, distance=np.sqrt(r2), start=start,
+                        cutoff=cutoff)

@@ -1,0 +1,249 @@
+"""Stage 3, ``hdnnp symmetry``: prepared.h5 -> symmetry.h5 (layout in docs/DESIGN.md).
+
+Two streaming passes over the frames, ``chunk_frames`` at a time, so memory does not grow with
+the number of frames:
+
+1. raw values of every candidate for every atom (``<set>/raw``); on the training set also the
+   running min/max of each candidate and a bounded uniform sample of atoms (reservoir
+   sampling, ``fit_atoms`` per element) on which the selection is fitted;
+2. selected features scaled to [-1, 1] (``features/<Sym>/values``) and, where the set has
+   forces (or ``derivatives="always"``), their derivatives ``features/<Sym>/dG``; values
+   outside [-1, 1] on the prediction set are counted per frame (extrapolation).
+
+Then the feature table, the fitted feature set and the descriptor check are written.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import h5py
+import numpy as np
+
+from hdnnp.descriptors import ElementDescriptors, FeatureSet, compute_descriptors, compute_raw
+from hdnnp.descriptors.check import descriptor_check
+from hdnnp.descriptors.features import DEFAULT_CUTOFF_ANGSTROM, DEFAULT_N_FEATURES
+from hdnnp.elements import symbol
+from hdnnp.errors import HdnnpError
+from hdnnp.h5io import SET_NAMES, atomic_output, check_can_write, iter_frame_chunks, open_stage_file, write_root_attrs
+from hdnnp.kernels import resolve_device
+from hdnnp.progress import Progress
+
+DERIVATIVE_MODES = ("auto", "always", "never")
+#: Scaled values beyond ±(1 + EXTRAPOLATION_TOLERANCE) count as extrapolation (rounding margin).
+EXTRAPOLATION_TOLERANCE = 1e-9
+
+
+class _Reservoir:
+    """Uniform sample of at most ``size`` rows from a stream (Vitter's algorithm R, vectorised)."""
+
+    def __init__(self, size: int, n_cols: int, rng):
+        self.size, self.rng, self.seen = size, rng, 0
+        self.values = np.zeros((size, n_cols))
+        self.forces = np.full((size, 3), np.nan)
+
+    def add(self, values, forces):
+        m = len(values)
+        index = self.seen + np.arange(m)
+        slot = np.where(index < self.size, index, self.rng.integers(0, index + 1))
+        take = slot < self.size
+        self.values[slot[take]] = values[take]
+        if forces is not None:
+            self.forces[slot[take]] = forces[take]
+        self.seen += m
+
+    def rows(self):
+        n = min(self.seen, self.size)
+        return self.values[:n], self.forces[:n]
+
+
+def _appendable(group, name, tail, dtype):
+    return group.create_dataset(name, shape=(0, *tail), maxshape=(None, *tail), dtype=dtype,
+                                chunks=(max(1, min(65536, 2 ** 20 // max(1, int(np.prod(tail)) * 8))), *tail))
+
+
+def _append(ds, values):
+    n = ds.shape[0]
+    ds.resize(n + len(values), axis=0)
+    ds[n:] = values
+
+
+def symmetry(prepared_path, output_path, n_features: int = DEFAULT_N_FEATURES, device: str = "auto",
+             selection: str = "cur", features=None, cutoff: float = DEFAULT_CUTOFF_ANGSTROM,
+             chunk_frames: int = 32, derivatives: str = "auto", fit_atoms: int = 20000,
+             check_pairs: int = 20000, seed: int = 0, overwrite: bool = False, quiet: bool = False) -> dict:
+    """Compute, select and scale the symmetry functions of prepared.h5; write symmetry.h5.
+
+    ``features``: candidate indices to keep instead of an automatic ``selection`` (cur|fps).
+    ``derivatives``: auto (for sets with forces) | always | never. Returns a summary dict.
+    """
+    if derivatives not in DERIVATIVE_MODES:
+        raise HdnnpError(f"--derivatives must be one of {', '.join(DERIVATIVE_MODES)}")
+    if chunk_frames < 1:
+        raise HdnnpError("--chunk-frames must be at least 1")
+    check_can_write(output_path, overwrite)
+    device = resolve_device(device)
+    t_start = time.perf_counter()
+    rng = np.random.default_rng(seed)
+    with open_stage_file(prepared_path, "prepare") as src:
+        sets = [s for s in SET_NAMES if s in src]
+        if "train" not in sets:
+            raise HdnnpError(f"{prepared_path}: has no training set ('train' group)")
+        if "elements" in src.attrs:
+            elements = [int(z) for z in src.attrs["elements"]]
+        else:
+            elements = sorted({int(z) for s in sets for z in np.unique(src[s]["atoms/species"][:])})
+        fs = FeatureSet.default(elements, cutoff=cutoff)
+        if features is not None:
+            features = [int(c) for c in features]
+        n_frames = {s: len(src[s]["frames/atom_offset"]) - 1 for s in sets}
+        summary = {"device": device, "n_candidates": fs.n_candidates, "sets": {}}
+
+        with atomic_output(output_path, overwrite) as tmp, h5py.File(tmp, "w") as out:
+            write_root_attrs(out, "symmetry", inputs=[prepared_path],
+                             elements=np.array(fs.elements, np.int32),
+                             options=json.dumps({"n_features": n_features, "selection": selection,
+                                                 "features": features, "cutoff": cutoff,
+                                                 "derivatives": derivatives, "device": device,
+                                                 "fit_atoms": fit_atoms, "seed": seed}))
+            for s in sets:
+                out.copy(src[s], out, name=s)
+
+            # -- pass 1: raw values of every candidate; statistics and sample on train ------
+            progress = Progress(sum(n_frames.values()), "symmetry pass 1/2 (raw candidates)", quiet=quiet)
+            vmin = {z: np.full(fs.n_candidates, np.inf) for z in fs.elements}
+            vmax = {z: np.full(fs.n_candidates, -np.inf) for z in fs.elements}
+            sample = {z: _Reservoir(fit_atoms, fs.n_candidates, rng) for z in fs.elements}
+            for s in sets:
+                n_atoms = int(src[s]["frames/atom_offset"][-1])
+                raw_ds = out[s].create_dataset("raw", shape=(n_atoms, fs.n_candidates), dtype=np.float64,
+                                               chunks=(min(n_atoms, 4096), fs.n_candidates) if n_atoms else None)
+                for first, chunk in iter_frame_chunks(src[s], chunk_frames):
+                    a_base = int(src[s]["frames/atom_offset"][first])
+                    raw = np.concatenate([compute_raw(f.positions, f.cell, f.pbc, f.species, fs, device=device)
+                                          for f in (chunk.frame(k) for k in range(len(chunk)))])
+                    raw_ds[a_base:a_base + len(raw)] = raw
+                    if s == "train":
+                        for z in fs.elements:
+                            rows = chunk.species == z
+                            if rows.any():
+                                vmin[z] = np.minimum(vmin[z], raw[rows].min(axis=0))
+                                vmax[z] = np.maximum(vmax[z], raw[rows].max(axis=0))
+                                sample[z].add(raw[rows], None if chunk.forces is None else chunk.forces[rows])
+                    progress.update(len(chunk))
+            progress.close()
+
+            # -- fit the selection and the ranging on the training sample -----------------------
+            fs.fit({z: sample[z].rows()[0] for z in fs.elements}, n_features=n_features, method=selection,
+                   keep=features, ranges={z: (vmin[z], vmax[z]) for z in fs.elements})
+
+            # -- pass 2: selected, scaled features and their derivatives -----------------------
+            progress = Progress(sum(n_frames.values()), "symmetry pass 2/2 (features)", quiet=quiet)
+            for s in sets:
+                has_forces = "atoms/forces" in src[s]
+                with_deriv = derivatives == "always" or (derivatives == "auto" and has_forces)
+                summary["sets"][s] = _features_of_set(src[s], out[s], fs, device, with_deriv, chunk_frames, progress)
+            progress.close()
+
+            table = out.create_group("features")
+            for name, column in fs.table().items():
+                table.create_dataset(name, data=column)
+            fs.to_h5(out.create_group("feature_set"))
+            check = descriptor_check(fs, {z: sample[z].rows() for z in fs.elements}, max_pairs=check_pairs, rng=rng)
+            group = out.create_group("descriptor_check")
+            for key, value in check.items():
+                if isinstance(value, str):
+                    group.attrs[key] = value
+                else:
+                    group.create_dataset(key, data=value)
+            summary["descriptor_check"] = {int(n): float(c) for n, c in
+                                           zip(check.get("n_features", []), check.get("correlation", []))}
+
+    summary["selected"] = {symbol(z): [fs.describe(c) for c in fs.selected[z]] for z in fs.elements}
+    summary["wall_time_s"] = time.perf_counter() - t_start
+    predict = summary["sets"].get("predict")
+    if predict and predict["extrapolating_frames"]:
+        print(f"warning: {predict['extrapolating_frames']} of {predict['n_frames']} prediction frames have "
+              f"features outside the training range [-1, 1] (at most {predict['max_extrapolation']} values "
+              f"in one frame): the potential extrapolates there", file=sys.stderr)
+    return summary
+
+
+def _features_of_set(src, dst, fs, device, with_deriv, chunk_frames, progress) -> dict:
+    """Pass 2 for one frame set: ``features/<Sym>/...`` and ``extrapolation``."""
+    groups = {}
+    for z in fs.elements:
+        g = dst.create_group(f"features/{symbol(z)}")
+        n_sel = fs.n_features(z)
+        g.attrs["atomic_number"] = z
+        g.attrs["selected"] = fs.selected[z]
+        groups[z] = {"values": _appendable(g, "values", (n_sel,), np.float64),
+                     "atom_index": _appendable(g, "atom_index", (), np.int64),
+                     "frame_offset": [0], "rows": 0}
+        if with_deriv:
+            groups[z].update(center=_appendable(g, "dG/center", (), np.int64),
+                             atom=_appendable(g, "dG/atom", (), np.int64),
+                             dvalues=_appendable(g, "dG/values", (n_sel, 3), np.float64),
+                             pair_offset=[0], pairs=0)
+    raw_ds = dst["raw"]
+    extrapolation = []
+    atom_offset = src["frames/atom_offset"]
+    for first, chunk in iter_frame_chunks(src, chunk_frames):
+        a_base = int(atom_offset[first])
+        per_z = {z: {"values": [], "atom_index": [], "center": [], "atom": [], "dvalues": []} for z in fs.elements}
+        raw_chunk = None if with_deriv else raw_ds[a_base:a_base + len(chunk.species)]
+        for k in range(len(chunk)):
+            frame = chunk.frame(k)
+            f_base = a_base + int(chunk.atom_offset[k])
+            if with_deriv:
+                desc = compute_descriptors(frame.positions, frame.cell, frame.pbc, frame.species, fs,
+                                           derivatives=True, device=device)
+            else:
+                desc = {}
+                a0 = int(chunk.atom_offset[k])
+                for z in fs.elements:
+                    atoms = np.nonzero(frame.species == z)[0]
+                    if len(atoms):
+                        desc[z] = ElementDescriptors(atoms, fs.scale(z, raw_chunk[a0 + atoms][:, fs.selected[z]]))
+            n_out = 0
+            for z in fs.elements:
+                acc, state = per_z[z], groups[z]
+                d = desc.get(z)
+                n_rows = 0 if d is None else len(d.atom_index)
+                if d is not None:
+                    acc["values"].append(d.values)
+                    acc["atom_index"].append(f_base + d.atom_index)
+                    n_out += int(np.count_nonzero(np.abs(d.values) > 1.0 + EXTRAPOLATION_TOLERANCE))
+                state["rows"] += n_rows
+                state["frame_offset"].append(state["rows"])
+                if with_deriv:
+                    if d is not None:
+                        acc["center"].append(state["rows"] - n_rows + d.pair_row)
+                        acc["atom"].append(f_base + d.pair_atom)
+                        acc["dvalues"].append(d.dvalues)
+                        state["pairs"] += len(d.pair_row)
+                    state["pair_offset"].append(state["pairs"])
+            extrapolation.append(n_out)
+        for z in fs.elements:
+            acc, state = per_z[z], groups[z]
+            if acc["values"]:
+                _append(state["values"], np.concatenate(acc["values"]))
+                _append(state["atom_index"], np.concatenate(acc["atom_index"]))
+                if with_deriv:
+                    _append(state["center"], np.concatenate(acc["center"]))
+                    _append(state["atom"], np.concatenate(acc["atom"]))
+                    _append(state["dvalues"], np.concatenate(acc["dvalues"]))
+        progress.update(len(chunk))
+    for z in fs.elements:
+        g = dst[f"features/{symbol(z)}"]
+        g.create_dataset("frame_offset", data=np.array(groups[z]["frame_offset"], np.int64))
+        if with_deriv:
+            g.create_dataset("dG/frame_offset", data=np.array(groups[z]["pair_offset"], np.int64))
+    extrapolation = np.array(extrapolation, np.int64)
+    dst.create_dataset("extrapolation", data=extrapolation)
+    dst.attrs["derivatives"] = with_deriv
+    return {"n_frames": len(extrapolation), "derivatives": with_deriv,
+            "extrapolating_frames": int(np.count_nonzero(extrapolation)),
+            "max_extrapolation": int(extrapolation.max(initial=0))}
