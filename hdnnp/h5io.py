@@ -36,6 +36,7 @@ import h5py
 import numpy as np
 
 from hdnnp import __version__
+from hdnnp.elements import symbol
 from hdnnp.errors import HdnnpError
 
 #: Version of the HDF5 layout; bump on any incompatible change, readers check it.
@@ -228,3 +229,72 @@ def iter_frame_chunks(group: h5py.Group, chunk_frames: int = 256):
             species=group["atoms/species"][a0:a1],
             forces=group["atoms/forces"][a0:a1] if has_forces else None,
         )
+
+
+# --- checks at stage boundaries (shared by the stages that read another stage's output) -------
+
+def require_members(h5: h5py.Group, names, what: str = "") -> None:
+    """Fail with a clear message if ``h5`` lacks any of the groups/datasets ``names``.
+
+    Catches a file of the right stage that is incomplete or was edited by another tool.
+    """
+    missing = [name for name in names if name not in h5]
+    if missing:
+        kind = f" as {what}" if what else ""
+        raise HdnnpError(f"{h5.file.filename}: lacks {', '.join(missing)} under {h5.name}; "
+                         f"not usable{kind} (incomplete file or written by another tool)")
+
+
+def _element_names(elements) -> str:
+    return ", ".join(symbol(z) for z in sorted(set(int(z) for z in elements))) or "none"
+
+
+def check_elements_covered(data_elements, model_elements, data_label, model_label) -> None:
+    """Fail if the data holds an element for which the model has no network (or features).
+
+    ``data_elements``/``model_elements``: atomic numbers; the labels name the files in the
+    message, e.g. ``check_elements_covered(species_in_set, feature_set.elements,
+    "symmetry.h5 (predict set)", "model.h5")``.
+    """
+    missing = sorted(set(int(z) for z in data_elements) - set(int(z) for z in model_elements))
+    if missing:
+        raise HdnnpError(
+            f"{data_label} contains {_element_names(missing)}, but {model_label} was trained "
+            f"for {_element_names(model_elements)} only; a model cannot predict elements it "
+            f"has no network for")
+
+
+def check_feature_sets_match(expected, found, expected_label, found_label) -> None:
+    """Fail unless two fitted feature sets (:class:`hdnnp.descriptors.FeatureSet`) are the same:
+    elements, cutoff, candidate grid, selection and scaling ranges.
+
+    Use where a stage combines features computed by one file's feature set with a model (or
+    scaling) from another, e.g. predict reading scaled features from symmetry.h5 with
+    a model.h5: a model for other features than the data is an error, not a silent mismatch.
+    """
+    def fail(what):
+        raise HdnnpError(f"{found_label} was computed with other symmetry functions than "
+                         f"{expected_label} ({what}); recompute the features with this model's "
+                         f"feature set, or train a model on this data")
+
+    if tuple(expected.elements) != tuple(found.elements):
+        fail(f"elements {_element_names(found.elements)} vs {_element_names(expected.elements)}")
+    if not np.isclose(float(expected.cutoff), float(found.cutoff), rtol=1e-12, atol=0.0):
+        fail(f"cutoff {float(found.cutoff):g} Å vs {float(expected.cutoff):g} Å")
+    if len(expected.kind) != len(found.kind):
+        fail(f"{len(found.kind)} candidates vs {len(expected.kind)}")
+    for name in ("kind", "neighbor_a", "neighbor_b", "eta", "rs", "zeta", "lambda_"):
+        a, b = np.asarray(getattr(expected, name)), np.asarray(getattr(found, name))
+        if not np.allclose(a, b, rtol=1e-12, atol=0.0):
+            fail(f"candidate grid differs in {name.rstrip('_')}")
+    for z in expected.elements:
+        for name in ("selected", "min", "max"):
+            a = getattr(expected, name).get(z)
+            b = getattr(found, name).get(z)
+            if a is None or b is None:
+                if a is not None or b is not None:
+                    fail(f"{symbol(z)}: {name} present in only one of them")
+                continue
+            a, b = np.asarray(a), np.asarray(b)
+            if a.shape != b.shape or not np.allclose(a, b, rtol=1e-12, atol=0.0, equal_nan=True):
+                fail(f"{symbol(z)}: {'selected features' if name == 'selected' else 'scaling ' + name} differ")

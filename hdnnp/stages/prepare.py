@@ -16,6 +16,7 @@ A set stores forces only when every one of its files has them.
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -28,6 +29,7 @@ from hdnnp.frames import Frame
 from hdnnp.h5io import FrameSetWriter, atomic_output, check_can_write, write_root_attrs
 from hdnnp.inputs import InputFile, InputSelection
 from hdnnp.progress import Progress
+from hdnnp.sanity import FrameChecker
 
 #: Frames are appended to HDF5 in batches of about this many atoms.
 _BATCH_ATOMS = 65536
@@ -198,9 +200,11 @@ def _write_set(group, set_name, entries, stats, options, elements, quiet) -> dic
     writer = FrameSetWriter(group, with_forces=with_forces)
     ordered = round_robin(pending) if set_name == "train" else _sequential(pending)
     progress = Progress(None, f"prepare {set_name}", unit="frames", quiet=quiet)
+    checker = FrameChecker()  # physical sanity checks (hdnnp.sanity, issue #6): warnings only
     batch, batch_atoms = [], 0
     for frame in ordered:
         _check_frame(frame, set_name, with_forces)
+        checker.add(frame)
         elements.update(np.unique(frame.species).tolist())
         batch.append(frame)
         batch_atoms += len(frame.species)
@@ -212,6 +216,10 @@ def _write_set(group, set_name, entries, stats, options, elements, quiet) -> dic
     progress.update(len(batch))
     writer.close()
     progress.close()
+    # --- sanity warnings (hdnnp.sanity): close contacts, energy jumps per file -----------------
+    for line in checker.warnings():
+        print(f"warning: prepare {set_name}: {line}", file=sys.stderr)
+    # --- end of sanity warnings --------------------------------------------------------------
     temps = sorted({e.temperature for e in entries if not math.isnan(e.temperature)})
     group.attrs["temperatures"] = np.array(temps, np.float64)
     return {"n_frames": writer.n_frames, "n_atoms": writer.n_atoms, "forces": with_forces}

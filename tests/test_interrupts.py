@@ -1,0 +1,305 @@
+"""Interrupted runs (issue #6 item 2): SIGKILL and SIGINT part-way through a stage's output.
+
+Each stage runs as ``python -m hdnnp ...`` in a subprocess started through a small wrapper
+that makes the moment of the signal deterministic without changing the stage:
+
+* ``write``: every HDF5 dataset created or written in a temporary output ``.<name>.tmp-<pid>``
+  first touches a marker file and sleeps briefly, so a signal sent after the marker appears
+  lands while the output is half-written;
+* ``rename``: ``os.replace`` of a temporary output touches the marker and blocks, so the
+  signal lands when the output is complete but not yet under its final name.
+
+After the signal: no file under the final name (or the previous good one bit-identical), no
+temporary left after SIGINT (SIGKILL may leave the hidden temporary, never a final name), and
+a re-run completes with the same content as an uninterrupted run.
+"""
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from hdnnp.cli import main
+from hdnnp.frames import Frame
+from hdnnp.io.dlpoly_write import write_energies, write_history
+
+WRAPPER = r'''
+import os, sys, time
+import h5py
+
+marker = os.environ["HDNNP_TEST_MARKER"]
+mode = os.environ["HDNNP_TEST_PAUSE"]
+target = os.environ["HDNNP_TEST_TARGET"]  # file name (no directory) of the output to catch
+
+
+def _is_temporary_target(name):
+    return os.path.basename(str(name)).startswith(f".{target}.tmp-")
+
+
+def _pause(seconds):
+    open(marker, "a").close()
+    time.sleep(seconds)
+
+
+if mode == "write":
+    create_dataset = h5py.Group.create_dataset
+    setitem = h5py.Dataset.__setitem__
+
+    def slow_create(self, *args, **kwargs):
+        if _is_temporary_target(self.file.filename):
+            _pause(0.05)
+        return create_dataset(self, *args, **kwargs)
+
+    def slow_setitem(self, key, value):
+        if _is_temporary_target(self.file.filename):
+            _pause(0.05)
+        return setitem(self, key, value)
+
+    h5py.Group.create_dataset = slow_create
+    h5py.Dataset.__setitem__ = slow_setitem
+elif mode in ("rename", "after-rename"):
+    # "after-rename": let the n-th rename to the target happen (e.g. a training checkpoint),
+    # then block: the signal lands between two checkpoints.
+    replace = os.replace
+    count = [0]
+    wanted = int(os.environ.get("HDNNP_TEST_COUNT", "1"))
+
+    def blocked_replace(src, dst):
+        if _is_temporary_target(src):
+            count[0] += 1
+            if mode == "rename":
+                _pause(60.0)
+            elif count[0] == wanted:
+                result = replace(src, dst)
+                _pause(60.0)
+                return result
+        return replace(src, dst)
+
+    os.replace = blocked_replace
+
+from hdnnp.cli import main
+main(sys.argv[1:])
+'''
+
+TE = 52
+
+
+def sha256(path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def temporaries(path: Path) -> list[Path]:
+    return sorted(path.parent.glob(f".{path.name}.tmp-*"))
+
+
+def assert_same_content(a, b, skip_attrs=("created", "command", "inputs"), skip=()):
+    """Every dataset and attribute of two HDF5 files equal (NaN == NaN), except run metadata
+    (root attributes ``skip_attrs``) and the datasets ``skip`` (e.g. wall times)."""
+    with h5py.File(a, "r") as ha, h5py.File(b, "r") as hb:
+        names_a, names_b = [], []
+        ha.visit(names_a.append)
+        hb.visit(names_b.append)
+        assert names_a == names_b
+        for name in ["/", *names_a]:
+            oa, ob = ha[name], hb[name]
+            assert sorted(oa.attrs) == sorted(ob.attrs), name
+            for key in oa.attrs:
+                if name == "/" and key in skip_attrs:
+                    continue
+                va, vb = oa.attrs[key], ob.attrs[key]
+                if isinstance(va, (str, bytes)):
+                    assert va == vb, (name, key)
+                else:
+                    np.testing.assert_array_equal(va, vb, err_msg=f"{name}@{key}")
+            if isinstance(oa, h5py.Dataset) and name not in skip:
+                da, db = oa[()], ob[()]
+                if da.dtype.kind in "fc":
+                    np.testing.assert_array_equal(da, db, err_msg=name)
+                else:
+                    assert np.array_equal(da, db), name
+
+
+def run_and_signal(argv, cwd, mode, sig, target: Path, count=1, timeout=60.0):
+    """Start ``hdnnp argv`` through the wrapper (``mode``, output file ``target``), send ``sig``
+    once it pauses; return (returncode, stderr)."""
+    marker = Path(cwd) / f".marker-{mode}-{int(sig)}"
+    marker.unlink(missing_ok=True)
+    env = dict(os.environ, HDNNP_TEST_MARKER=str(marker), HDNNP_TEST_PAUSE=mode,
+               HDNNP_TEST_TARGET=Path(target).name, HDNNP_TEST_COUNT=str(count),
+               OMP_NUM_THREADS="1")
+    proc = subprocess.Popen([sys.executable, "-c", WRAPPER, *map(str, argv)], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + timeout
+    while not marker.exists():
+        if proc.poll() is not None:
+            out, err = proc.communicate()
+            pytest.fail(f"hdnnp {' '.join(map(str, argv))} ended (status {proc.returncode}) "
+                        f"without writing a temporary output:\n{err[-2000:]}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail("timed out waiting for the temporary output")
+        time.sleep(0.01)
+    if mode == "write":
+        time.sleep(0.12)  # a few datasets into the temporary file
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=30)
+    marker.unlink(missing_ok=True)
+    return proc.returncode, err
+
+
+def check_interrupts(argv, output: Path, reference: Path, **compare):
+    """The four cases for one stage: {SIGKILL, SIGINT} x {mid-write fresh, before rename over
+    a previous good output}; then a re-run equals ``reference`` (an uninterrupted run)."""
+    cwd = output.parent
+    assert not output.exists()
+    # SIGKILL mid-write, no previous output: nothing under the final name
+    status, err = run_and_signal(argv, cwd, "write", signal.SIGKILL, output)
+    assert status == -signal.SIGKILL, err
+    assert not output.exists()
+    leftovers = temporaries(output)  # what a killed job leaves: hidden, never the final name
+    assert len(leftovers) == 1
+    leftovers[0].unlink()
+    # SIGINT mid-write: exit status 130, temporary removed, nothing under the final name
+    status, err = run_and_signal(argv, cwd, "write", signal.SIGINT, output)
+    assert status == 130, err
+    assert "Traceback" not in err and ("Interrupted" in err or "Aborted" in err)
+    assert not output.exists() and temporaries(output) == []
+    # a previous good output survives both signals bit for bit (--overwrite run interrupted)
+    main([*map(str, argv)])
+    assert_same_content(output, reference, **compare)
+    good = sha256(output)
+    status, err = run_and_signal([*argv, "--overwrite"], cwd, "rename", signal.SIGINT, output)
+    assert status == 130, err
+    assert sha256(output) == good and temporaries(output) == []
+    status, err = run_and_signal([*argv, "--overwrite"], cwd, "rename", signal.SIGKILL, output)
+    assert status == -signal.SIGKILL, err
+    assert sha256(output) == good
+    for tmp in temporaries(output):
+        tmp.unlink()
+    # the re-run after the kill completes and gives the uninterrupted result
+    main([*map(str, argv), "--overwrite"])
+    assert_same_content(output, reference, **compare)
+
+
+# --- fixtures ----------------------------------------------------------------------------------
+
+def _frames(n_frames, seed, n_atoms=8):
+    """Harmonic 'trajectory' of Te atoms around a simple cubic lattice (a = 4.5 Å)."""
+    rng = np.random.default_rng(seed)
+    lattice = np.indices((2, 2, 2)).reshape(3, -1).T[:n_atoms] * 4.5 + 0.5
+    frames = []
+    for k in range(n_frames):
+        d = 0.15 * rng.standard_normal(lattice.shape)
+        frames.append(Frame(positions=lattice + d, species=np.full(n_atoms, TE, np.int32),
+                            cell=np.eye(3) * 9.0, pbc=np.ones(3, bool),
+                            energy=-3.0 * n_atoms + 0.5 * float(np.sum(d * d)), forces=-d,
+                            step=10 * k))
+    return frames
+
+
+#: Small, deterministic training: a checkpoint every epoch, no early stop.
+TRAIN_OPTIONS = ["--hidden", "5,5", "--epochs", "8", "--patience", "0", "--seed", "3",
+                 "--checkpoint-every", "1"]
+STAGE_OUTPUTS = (("prepare", "prepared.h5"), ("symmetry", "symmetry.h5"), ("train", "model.h5"),
+                 ("predict", "predictions.h5"))
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    """Reference outputs of an uninterrupted pipeline on a tiny data set."""
+    root = tmp_path_factory.mktemp("interrupts")
+    data = root / "data"
+    data.mkdir()
+    for seed, temperature in enumerate((600, 700, 800)):
+        frames = _frames(6, seed)
+        write_history(data / f"HISTORY.Te.{temperature}K", frames)
+        write_energies(data / f"E.Te.{temperature}K", frames)
+    ref = root / "ref"
+    ref.mkdir()
+    argv = {
+        "prepare": ["prepare", "--data-dir", data, "--system", "Te", "--train", "600K,700K",
+                    "--predict", "800K", "-q", "-o"],
+        "symmetry": ["symmetry", ref / "prepared.h5", "--n-features", "6", "-q", "-o"],
+        "train": ["train", ref / "symmetry.h5", *TRAIN_OPTIONS, "-q", "-o"],
+        "predict": ["predict", ref / "symmetry.h5", "--model", ref / "model.h5", "--forces", "-q",
+                    "-o"],
+    }
+    for stage, out in STAGE_OUTPUTS:
+        main([*map(str, argv[stage]), str(ref / out)])
+    return root, argv
+
+
+def _workdir(root, name):
+    work = root / name
+    work.mkdir()
+    return work
+
+
+def test_prepare_interrupted(pipeline):
+    root, argv = pipeline
+    work = _workdir(root, "prepare")
+    output = work / "prepared.h5"
+    check_interrupts([*argv["prepare"], output], output, root / "ref" / "prepared.h5")
+
+
+def test_symmetry_interrupted(pipeline):
+    root, argv = pipeline
+    work = _workdir(root, "symmetry")
+    output = work / "symmetry.h5"
+    check_interrupts([*argv["symmetry"], output], output, root / "ref" / "symmetry.h5")
+
+
+def test_train_interrupted(pipeline):
+    root, argv = pipeline
+    work = _workdir(root, "train")
+    output = work / "model.h5"
+    check_interrupts([*argv["train"], output], output, root / "ref" / "model.h5",
+                     skip_attrs=("created", "command", "inputs"), skip=("training/log/wall_time",))
+
+
+def test_predict_interrupted(pipeline):
+    root, argv = pipeline
+    work = _workdir(root, "predict")
+    output = work / "predictions.h5"
+    check_interrupts([*argv["predict"], output], output, root / "ref" / "predictions.h5")
+
+
+@pytest.mark.parametrize("optimizer", [
+    pytest.param("lbfgs", marks=pytest.mark.xfail(
+        reason="scipy's L-BFGS-B keeps its curvature history internally, so a resumed run restarts "
+               "it and follows another path; exact resume needs an L-BFGS whose history is in the "
+               "checkpoint", strict=False)),
+    "adam", "ekf"])
+def test_train_resumes_to_the_uninterrupted_result(pipeline, optimizer):
+    """Kill training (SIGKILL) right after its 3rd checkpoint, resume: same weights as an
+    uninterrupted run with the same seed."""
+    root, argv = pipeline
+    work = _workdir(root, f"resume_{optimizer}")
+    symmetry = root / "ref" / "symmetry.h5"
+    options = [*TRAIN_OPTIONS, "--optimizer", optimizer]
+    reference = work / "uninterrupted.h5"
+    main(["train", str(symmetry), *options, "-q", "-o", str(reference)])
+    output = work / "model.h5"
+    status, err = run_and_signal(["train", symmetry, *options, "-q", "-o", output], work,
+                                 "after-rename", signal.SIGKILL, output.with_name("model.h5.checkpoint"),
+                                 count=3)
+    assert status == -signal.SIGKILL, err
+    assert not output.exists()
+    with h5py.File(output.with_name("model.h5.checkpoint"), "r") as h5:
+        assert int(h5["checkpoint/epoch"][()]) == 3
+    main(["train", str(symmetry), *options, "--resume", "-q", "-o", str(output)])
+    assert not output.with_name("model.h5.checkpoint").exists()
+    with h5py.File(reference, "r") as a, h5py.File(output, "r") as b:
+        for name in a["networks/Te"]:
+            np.testing.assert_allclose(b["networks/Te"][name][()], a["networks/Te"][name][()],
+                                       rtol=1e-10, atol=1e-12, err_msg=name)
+        for column in ("epoch", "train_energy_rmse", "val_energy_rmse", "train_force_rmse"):
+            np.testing.assert_allclose(b["training/log"][column][()], a["training/log"][column][()],
+                                       rtol=1e-10, err_msg=column)
