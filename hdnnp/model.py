@@ -1,0 +1,192 @@
+"""``Potential``: a trained HDNNP, self-contained in ``model.h5``, predicting energies and forces.
+
+Layout of model.h5 (``stage = "train"``; see docs/DESIGN.md)::
+
+    /feature_set                 FeatureSet.to_h5: candidates, selection, scaling
+    /networks                    attrs: elements (Z), hidden, activation
+    /networks/<Sym>/weights_<k>  (n_in_k, n_out_k), k = 0 .. L-1 (last: output layer)
+    /networks/<Sym>/biases_<k>   (n_out_k,)
+                                 attrs: atomic_number, hidden, activation, n_inputs,
+                                 reference_energy (eV/atom; the initial output bias)
+    /training/log/<column>       learning curve (epoch, train/val energy RMSE meV/atom,
+                                 train/val force RMSE meV/Å, losses, wall_time s, n_evals)
+    /training/validation_frames  indices into the training set of symmetry.h5
+                                 attrs: every TrainOptions field, force_weight, loss_scale,
+                                 best_epoch, stop_reason
+
+Prediction: E = sum_i E_Z(i)(G'_i) (eV), F_j = -sum_i dE_i/dG'_i . dG'_i/dr_j (eV/Å), with G'
+from :func:`hdnnp.descriptors.compute_descriptors` using the stored feature set.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from hdnnp import nn
+from hdnnp.elements import symbol
+from hdnnp.errors import HdnnpError
+from hdnnp.h5io import atomic_output, open_stage_file, write_root_attrs
+
+
+class Potential:
+    """A trained potential: feature set + element networks (+ training record).
+
+    ``theta`` is the flat parameter vector of :class:`hdnnp.nn.Networks`.
+    """
+
+    def __init__(self, feature_set, architecture: nn.Architecture, theta, reference_energies: dict,
+                 training: dict | None = None):
+        self.feature_set = feature_set
+        self.architecture = architecture
+        self.theta = np.asarray(theta, dtype=np.float64)
+        self.reference_energies = {int(z): float(e) for z, e in reference_energies.items()}
+        self.training = training or {}
+        self._views = nn.unflatten(architecture, self.theta)
+
+    @property
+    def elements(self) -> tuple:
+        return self.architecture.elements
+
+    # -- storage ---------------------------------------------------------------------------
+
+    def write_h5(self, h5: h5py.File) -> None:
+        """Write /feature_set, /networks and /training into an open file."""
+        self.feature_set.to_h5(h5.create_group("feature_set"))
+        nets = h5.create_group("networks")
+        nets.attrs["elements"] = np.array(self.elements, np.int32)
+        nets.attrs["hidden"] = np.array(self.architecture.hidden, np.int64)
+        nets.attrs["activation"] = self.architecture.activation
+        for z in self.elements:
+            g = nets.create_group(symbol(z))
+            g.attrs.update(atomic_number=z, hidden=np.array(self.architecture.hidden, np.int64),
+                           activation=self.architecture.activation,
+                           n_inputs=int(self.architecture.n_inputs[z]),
+                           reference_energy=self.reference_energies.get(z, 0.0))
+            weights, biases = self._views[z]
+            for k, (w, b) in enumerate(zip(weights, biases)):
+                g.create_dataset(f"weights_{k}", data=w)
+                g.create_dataset(f"biases_{k}", data=b)
+        tr = h5.create_group("training")
+        log = tr.create_group("log")
+        for key, values in self.training.get("log", {}).items():
+            log.create_dataset(key, data=np.asarray(values))
+        tr.create_dataset("validation_frames",
+                          data=np.asarray(self.training.get("validation_frames", []), np.int64))
+        for key, value in self.training.get("attrs", {}).items():
+            tr.attrs[key] = value
+
+    def save(self, path, overwrite: bool = False, inputs=(), stage: str = "train") -> None:
+        """Write a self-contained model.h5 atomically."""
+        with atomic_output(path, overwrite) as tmp:
+            with h5py.File(tmp, "w") as h5:
+                write_root_attrs(h5, stage, inputs)
+                self.write_h5(h5)
+
+    @classmethod
+    def read_h5(cls, h5: h5py.File) -> "Potential":
+        from hdnnp.descriptors import FeatureSet
+
+        feature_set = FeatureSet.from_h5(h5["feature_set"])
+        nets = h5["networks"]
+        elements = tuple(int(z) for z in nets.attrs["elements"])
+        hidden = tuple(int(h) for h in nets.attrs["hidden"])
+        activation = nets.attrs.get("activation", nn.ACTIVATION)
+        activation = activation.decode() if isinstance(activation, bytes) else str(activation)
+        if activation != nn.ACTIVATION:
+            raise HdnnpError(f"model activation '{activation}' is not supported (only {nn.ACTIVATION})")
+        n_inputs = {z: int(nets[symbol(z)].attrs["n_inputs"]) for z in elements}
+        arch = nn.Architecture(elements=elements, n_inputs=n_inputs, hidden=hidden, activation=activation)
+        parts = []
+        for z in elements:
+            g = nets[symbol(z)]
+            for k in range(len(hidden) + 1):
+                parts += [g[f"weights_{k}"][:].ravel(), g[f"biases_{k}"][:].ravel()]
+        theta = np.concatenate(parts)
+        ref = {z: float(nets[symbol(z)].attrs.get("reference_energy", 0.0)) for z in elements}
+        training = {}
+        if "training" in h5:
+            tr = h5["training"]
+            training = dict(log={k: tr["log"][k][:] for k in tr["log"]} if "log" in tr else {},
+                            validation_frames=tr["validation_frames"][:] if "validation_frames" in tr else [],
+                            attrs=dict(tr.attrs))
+        return cls(feature_set, arch, theta, ref, training)
+
+    @classmethod
+    def load(cls, path) -> "Potential":
+        """Read a model.h5 written by ``hdnnp train`` (or a training checkpoint)."""
+        with open_stage_file(path, ("train", "train-checkpoint")) as h5:
+            try:
+                return cls.read_h5(h5)
+            except KeyError as exc:
+                raise HdnnpError(f"{path}: incomplete model file ({exc})") from None
+
+    # -- prediction ------------------------------------------------------------------------
+
+    def predict_from_descriptors(self, descriptors: dict, n_atoms: int, forces: bool = True, xp=np):
+        """Energy (eV), forces (n_atoms, 3) eV/Å or None, atomic energies (n_atoms,) eV.
+
+        ``descriptors``: {Z: object with ``atom_index``, ``values`` and, for forces,
+        ``pair_row``, ``pair_atom``, ``dvalues``} as returned by ``compute_descriptors``.
+        """
+        atomic = xp.zeros(n_atoms)
+        f_out = xp.zeros((n_atoms, 3)) if forces else None
+        theta = xp.asarray(self.theta)
+        views = nn.unflatten(self.architecture, theta)
+        for z, d in descriptors.items():
+            if z not in views:
+                raise HdnnpError(f"element {symbol(z)} is not in the model (elements: "
+                                 f"{', '.join(symbol(e) for e in self.elements)})")
+            if len(d.atom_index) == 0:
+                continue
+            w, b = views[z]
+            e, cache = nn.forward(w, b, xp.asarray(d.values), xp)
+            atomic[xp.asarray(d.atom_index)] = e
+            if forces:
+                g = nn.input_gradient(w, cache, xp)
+                f_out = f_out + nn.forces_from_input_gradient(
+                    g, xp.asarray(d.pair_row), xp.asarray(d.pair_atom), xp.asarray(d.dvalues), n_atoms, xp)
+        return atomic.sum(), f_out, atomic
+
+    def predict(self, positions, cell, pbc, species, forces: bool = True, device: str = "cpu",
+                atomic_energies: bool = False):
+        """Energy (eV) and forces (n_atoms, 3) eV/Å (None if ``forces`` is false) of one box.
+
+        ``positions`` (n, 3) Å, ``cell`` (3, 3) rows a, b, c in Å, ``pbc`` (3,) bool, ``species``
+        atomic numbers. With ``atomic_energies`` a third item, the energies per atom (eV).
+        """
+        from hdnnp.descriptors import compute_descriptors
+
+        species = np.asarray(species)
+        unknown = sorted(set(species.tolist()) - set(self.elements))
+        if unknown:
+            raise HdnnpError(f"elements {', '.join(symbol(z) for z in unknown)} are not in the model")
+        desc = compute_descriptors(np.asarray(positions, float), np.asarray(cell, float),
+                                   np.asarray(pbc, bool), species, self.feature_set,
+                                   derivatives=forces, device=device)
+        xp = np
+        if device != "cpu":
+            import cupy as xp  # noqa: F811
+        energy, f, atomic = self.predict_from_descriptors(desc, len(species), forces, xp)
+        to_np = (lambda a: None if a is None else (a.get() if hasattr(a, "get") else np.asarray(a)))
+        out = (float(energy), to_np(f))
+        if atomic_energies:
+            out += (to_np(atomic),)
+        return out
+
+    @staticmethod
+    def extrapolation_count(descriptors: dict, tolerance: float = 1e-9) -> int:
+        """Number of scaled descriptor values outside [-1, 1] (beyond the training range)."""
+        total = 0
+        for d in descriptors.values():
+            v = np.asarray(d.values.get() if hasattr(d.values, "get") else d.values)
+            total += int(np.count_nonzero(np.abs(v) > 1.0 + tolerance))
+        return total
+
+
+def model_path_for_checkpoint(output) -> Path:
+    """Checkpoint next to the output: ``model.h5`` -> ``model.h5.checkpoint``."""
+    output = Path(output)
+    return output.with_name(output.name + ".checkpoint")

@@ -1,0 +1,258 @@
+"""Stage 5, ``hdnnp predict``: model.h5 + symmetry.h5 (or prepared.h5, or a structure file) ->
+predictions.h5.
+
+- symmetry.h5 whose fitted feature set equals the model's: the stored scaled descriptors (and
+  ``dG`` for forces) are read in blocks of frames;
+- otherwise (prepared.h5, a symmetry.h5 made for another model, or any file ASE reads) the
+  descriptors are computed per frame from the model's own definitions, selection and scaling
+  (:func:`hdnnp.descriptors.compute_descriptors`).
+
+Every set is streamed in blocks of ``chunk_frames`` frames; only the per-frame results (and
+per-atom forces / atomic energies when asked for) are collected for the output. Frames whose
+descriptors leave the training range [-1, 1] are counted (``extrapolation``) and warned about.
+predictions.h5 layout: docs/DESIGN.md.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from hdnnp.errors import HdnnpError
+from hdnnp.h5io import atomic_output, check_can_write, open_stage_file, write_root_attrs
+from hdnnp.model import Potential
+from hdnnp.progress import Progress
+from hdnnp.training.loss import _np, data_from_descriptors, evaluate
+
+EXTRAPOLATION_TOLERANCE = 1e-9
+
+
+def same_feature_set(a, b) -> bool:
+    """True when two fitted feature sets select and scale the same features identically."""
+    if tuple(a.elements) != tuple(b.elements) or a.cutoff != b.cutoff:
+        return False
+    for name in ("kind", "neighbor_a", "neighbor_b", "eta", "rs", "zeta", "lambda_"):
+        if not np.array_equal(getattr(a, name), getattr(b, name)):
+            return False
+    for z in a.elements:
+        if z in a.selected or z in b.selected:
+            if z not in a.selected or z not in b.selected:
+                return False
+            if not (np.array_equal(a.selected[z], b.selected[z]) and np.array_equal(a.min[z], b.min[z])
+                    and np.array_equal(a.max[z], b.max[z])):
+                return False
+    return True
+
+
+class _SetResult:
+    def __init__(self):
+        self.parts = {k: [] for k in ("energy_reference", "energy_predicted", "n_atoms", "temperature", "step",
+                                      "extrapolation", "forces_reference", "forces_predicted",
+                                      "atomic_energies")}
+
+    def add(self, **kw):
+        for k, v in kw.items():
+            if v is not None:
+                self.parts[k].append(np.asarray(v))
+
+    def arrays(self):
+        return {k: np.concatenate(v) for k, v in self.parts.items() if v}
+
+
+def _extrapolation_per_frame(data) -> np.ndarray:
+    out = np.zeros(data.n_frames, np.int64)
+    for blk in data.blocks.values():
+        v = _np(blk.values)
+        per_row = np.count_nonzero(np.abs(v) > 1.0 + EXTRAPOLATION_TOLERANCE, axis=1)
+        out += np.bincount(_np(blk.row_frame), weights=per_row, minlength=data.n_frames).astype(np.int64)
+    return out
+
+
+def _predict_block(potential, data, result: _SetResult, forces: bool, atomic: bool, xp, temperature, step):
+    if xp is not np:
+        data = data.to(xp)
+    ev = evaluate(potential.architecture, xp.asarray(potential.theta), data, 0.0, gradient=False, forces=forces)
+    result.add(energy_reference=_np(data.energy), energy_predicted=_np(ev.energy_pred), n_atoms=data.n_atoms,
+               temperature=temperature, step=step, extrapolation=_extrapolation_per_frame(data),
+               forces_predicted=_np(ev.forces_pred) if forces else None,
+               forces_reference=(_np(data.forces) if data.forces is not None
+                                 else np.full((data.n_atoms_total, 3), np.nan)) if forces else None,
+               atomic_energies=_np(ev.atomic_energy) if atomic else None)
+
+
+def _frames_to_data(potential, frames, forces: bool, device: str):
+    from hdnnp.descriptors import compute_descriptors
+
+    desc = [compute_descriptors(f.positions, f.cell, f.pbc, f.species, potential.feature_set,
+                                derivatives=forces, device=device) for f in frames]
+    desc = [{z: _to_numpy_desc(d) for z, d in ds.items()} for ds in desc]
+    ref_forces = None
+    if forces and all(f.forces is not None for f in frames):
+        ref_forces = [f.forces for f in frames]
+    data = data_from_descriptors(desc, [len(f.species) for f in frames], [f.energy for f in frames], ref_forces,
+                                 elements=potential.elements)
+    if forces and ref_forces is None:
+        data.forces = None
+    return data
+
+
+def _to_numpy_desc(d):
+    for name in ("atom_index", "values", "pair_row", "pair_atom", "dvalues"):
+        v = getattr(d, name)
+        if v is not None and hasattr(v, "get"):
+            setattr(d, name, v.get())
+    return d
+
+
+def _read_ase_frames(path):
+    try:
+        import ase.io
+    except ImportError:
+        raise HdnnpError("reading structure files needs ASE: pip install hdnnp[ase]") from None
+    from hdnnp.frames import Frame
+
+    try:
+        images = ase.io.read(str(path), index=":")
+    except Exception as exc:  # ASE raises many kinds for unreadable files
+        raise HdnnpError(f"{path}: not readable as a structure file by ASE ({exc})") from None
+    frames = []
+    for k, atoms in enumerate(images):
+        energy, forces = float("nan"), None
+        if atoms.calc is not None:
+            try:
+                energy = float(atoms.get_potential_energy())
+            except Exception:
+                pass
+            try:
+                forces = np.array(atoms.get_forces())
+            except Exception:
+                pass
+        frames.append(Frame(positions=atoms.get_positions(), species=atoms.get_atomic_numbers(),
+                            cell=np.array(atoms.get_cell()), pbc=np.array(atoms.get_pbc()), energy=energy,
+                            forces=forces, step=k, source=str(path)))
+    return frames
+
+
+def predict(model_path, input_path="symmetry.h5", output_path="predictions.h5", forces: bool = False,
+            atomic_energies: bool = False, sets=None, overwrite: bool = False, device: str = "cpu",
+            chunk_frames: int = 64, quiet: bool = False) -> dict:
+    """Predict energies (and forces, atomic energies) for every set of ``input_path``.
+
+    Returns a summary per set: frames, energy RMSE (meV/atom) and force RMSE (meV/Å) against the
+    stored references where known, extrapolating frames.
+    """
+    from hdnnp.kernels import get_backend, resolve_device
+
+    check_can_write(output_path, overwrite)
+    potential = Potential.load(model_path)
+    device = resolve_device(device)
+    xp = get_backend(device)
+    input_path = Path(input_path)
+    if not input_path.exists():
+        raise HdnnpError(f"{input_path}: no such file")
+    results, is_validation = {}, {}
+    validation_frames = np.asarray(potential.training.get("validation_frames", []), np.int64)
+    stage = None
+    try:
+        with h5py.File(input_path, "r") as probe:
+            stage = probe.attrs.get("stage")
+            stage = stage.decode() if isinstance(stage, bytes) else stage
+    except OSError:
+        stage = None
+    if stage in ("symmetry", "prepare"):
+        with open_stage_file(input_path, ("symmetry", "prepare")) as h5:
+            available = [s for s in ("train", "predict") if s in h5 and "frames" in h5[s]]
+            wanted = available if not sets else list(sets)
+            for s in wanted:
+                if s not in available:
+                    raise HdnnpError(f"{input_path}: no set '{s}' (sets: {', '.join(available)})")
+            use_stored = False
+            if stage == "symmetry":
+                from hdnnp.descriptors import FeatureSet
+
+                use_stored = same_feature_set(FeatureSet.from_h5(h5["feature_set"]), potential.feature_set)
+            for s in wanted:
+                group = h5[s]
+                n_frames = len(group["frames/atom_offset"]) - 1
+                stored = use_stored and "features" in group and (
+                    not forces or all("dG" in group["features"][k] for k in group["features"]))
+                res = _SetResult()
+                progress = Progress(n_frames, f"predict {s}", quiet=quiet)
+                for f0 in range(0, n_frames, chunk_frames):
+                    f1 = min(f0 + chunk_frames, n_frames)
+                    if stored:
+                        from hdnnp.stages.train import read_block
+
+                        data = read_block(group, potential.elements, f0, f1, derivatives=forces)
+                    else:
+                        data = _frames_to_data(potential, _read_frames(group, f0, f1), forces, device)
+                    _predict_block(potential, data, res, forces, atomic_energies, xp,
+                                   group["frames/temperature"][f0:f1], group["frames/step"][f0:f1])
+                    progress.update(f1 - f0)
+                progress.close()
+                results[s] = res.arrays()
+                if s == "train":
+                    flag = np.zeros(n_frames, bool)
+                    flag[validation_frames[validation_frames < n_frames]] = True
+                    is_validation[s] = flag
+    else:
+        frames = _read_ase_frames(input_path)
+        res = _SetResult()
+        progress = Progress(len(frames), "predict", quiet=quiet)
+        for f0 in range(0, len(frames), chunk_frames):
+            block = frames[f0:f0 + chunk_frames]
+            data = _frames_to_data(potential, block, forces, device)
+            _predict_block(potential, data, res, forces, atomic_energies, xp,
+                           [f.temperature for f in block], [f.step for f in block])
+            progress.update(len(block))
+        progress.close()
+        results["predict"] = res.arrays()
+    summary = {}
+    with atomic_output(output_path, overwrite) as tmp:
+        with h5py.File(tmp, "w") as out:
+            write_root_attrs(out, "predict", inputs=[model_path, input_path], device=device)
+            for s, arr in results.items():
+                g = out.create_group(s)
+                n_atoms = arr.get("n_atoms", np.zeros(0, np.int64))
+                g.create_dataset("atom_offset", data=np.concatenate([[0], np.cumsum(n_atoms)]).astype(np.int64))
+                for k, v in arr.items():
+                    g.create_dataset(k, data=v)
+                if s in is_validation:
+                    g.create_dataset("is_validation", data=is_validation[s])
+                summary[s] = _set_summary(arr)
+                if summary[s]["extrapolating_frames"]:
+                    warnings.warn(f"{s}: {summary[s]['extrapolating_frames']} of {summary[s]['n_frames']} frames "
+                                  "have descriptors outside the training range (extrapolation)", stacklevel=2)
+    return summary
+
+
+def _set_summary(arr) -> dict:
+    n_atoms = arr.get("n_atoms", np.zeros(0))
+    out = dict(n_frames=int(len(n_atoms)), extrapolating_frames=int(np.count_nonzero(arr.get("extrapolation", []))))
+    if len(n_atoms):
+        err = (arr["energy_predicted"] - arr["energy_reference"]) / n_atoms
+        ok = np.isfinite(err)
+        out["energy_rmse_mev_per_atom"] = float(1e3 * np.sqrt(np.mean(err[ok] ** 2))) if ok.any() else float("nan")
+        out["energy_bias_mev_per_atom"] = float(1e3 * np.mean(err[ok])) if ok.any() else float("nan")
+    if "forces_predicted" in arr:
+        d = arr["forces_predicted"] - arr["forces_reference"]
+        ok = np.isfinite(d)
+        out["force_rmse_mev_per_angstrom"] = float(1e3 * np.sqrt(np.mean(d[ok] ** 2))) if ok.any() else float("nan")
+    return out
+
+
+def _read_frames(group, f0: int, f1: int):
+    """Frames [f0, f1) of a frame-set group as :class:`hdnnp.frames.Frame` objects."""
+    from hdnnp.frames import FrameChunk
+
+    off = group["frames/atom_offset"][f0:f1 + 1].astype(np.int64)
+    a0, a1 = int(off[0]), int(off[-1])
+    chunk = FrameChunk(atom_offset=off - a0, energy=group["frames/energy"][f0:f1], cell=group["frames/cell"][f0:f1],
+                       pbc=group["frames/pbc"][f0:f1], temperature=group["frames/temperature"][f0:f1],
+                       step=group["frames/step"][f0:f1], positions=group["atoms/positions"][a0:a1],
+                       species=group["atoms/species"][a0:a1],
+                       forces=group["atoms/forces"][a0:a1] if "atoms/forces" in group else None)
+    return [chunk.frame(k) for k in range(len(chunk))]

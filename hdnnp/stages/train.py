@@ -1,0 +1,253 @@
+"""Stage 4, ``hdnnp train``: symmetry.h5 -> model.h5.
+
+Reads the training set's scaled descriptors (and their derivatives when forces are trained)
+from symmetry.h5 in blocks of frames, keeping in memory only what the loss needs: the rows of
+every frame and the derivative pairs of the atoms whose forces are trained
+(``--force-fraction`` picks a random subset of atoms per box, so it also bounds memory). The
+whole training set is held in memory for every optimiser (L-BFGS, EKF and the derivative-free
+search need it; Adam draws its mini-batches from it); if the estimate exceeds ``--max-memory``
+the stage stops before loading and says what to change. A validation split (random frames,
+``--val-fraction``, ``--seed``) is taken from the training temperatures.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from hdnnp import nn
+from hdnnp.elements import symbol
+from hdnnp.errors import HdnnpError
+from hdnnp.h5io import atomic_output, check_can_write, open_stage_file, write_root_attrs
+from hdnnp.model import Potential, model_path_for_checkpoint
+from hdnnp.training.loop import initial_parameters, train_networks
+from hdnnp.training.loss import ElementBlock, TrainingData
+from hdnnp.training.presets import TrainOptions
+
+BYTES_PER_MB = 1024.0 ** 2
+CHUNK_FRAMES = 256
+
+
+def estimate_memory_mb(group: h5py.Group, with_forces: bool, force_fraction: float) -> float:
+    """Bytes (in MiB) of descriptor rows and, with forces, derivative pairs to be held."""
+    total = 0.0
+    feats = group["features"]
+    for sym in feats:
+        total += feats[sym]["values"].size * 8 * 2  # values + the copy made by the train/val split
+        if with_forces and "dG" in feats[sym]:
+            total += feats[sym]["dG/values"].size * 8 * 2 * force_fraction
+    return total / BYTES_PER_MB
+
+
+def load_training_data(group: h5py.Group, elements, with_forces: bool, force_fraction: float = 1.0,
+                       rng: np.random.Generator | None = None, chunk_frames: int = CHUNK_FRAMES) -> TrainingData:
+    """All frames of a set of symmetry.h5 as :class:`TrainingData` (global atom numbering).
+
+    With forces, only the derivative pairs of the atoms in the force mask are kept; the mask
+    holds ceil(force_fraction * N_b) random atoms of every box b.
+    """
+    rng = rng or np.random.default_rng(0)
+    atom_offset = group["frames/atom_offset"][:].astype(np.int64)
+    n_frames = len(atom_offset) - 1
+    n_atoms = np.diff(atom_offset)
+    energy = group["frames/energy"][:]
+    if not np.all(np.isfinite(energy)):
+        raise HdnnpError(f"{np.count_nonzero(~np.isfinite(energy))} training frames have no reference energy")
+    has_forces = with_forces and "atoms/forces" in group
+    forces = group["atoms/forces"][:] if has_forces else None
+    mask = None
+    if has_forces:
+        mask = np.zeros(atom_offset[-1], bool)
+        for f in range(n_frames):
+            k = max(1, math.ceil(force_fraction * n_atoms[f]))
+            mask[atom_offset[f] + rng.choice(n_atoms[f], size=k, replace=False)] = True
+    blocks = {}
+    for z in elements:
+        sym = symbol(z)
+        if f"features/{sym}" not in group:
+            continue
+        g = group[f"features/{sym}"]
+        row_offset = g["frame_offset"][:].astype(np.int64)
+        values = g["values"][:]
+        atom_index = g["atom_index"][:].astype(np.int64)
+        row_frame = np.repeat(np.arange(n_frames), np.diff(row_offset))
+        kw = dict(values=values, row_frame=row_frame, atom_index=atom_index, row_offset=row_offset)
+        if has_forces:
+            if "dG" not in g:
+                raise HdnnpError(f"{group.file.filename}: forces are trained but features/{sym}/dG is missing; "
+                                 "re-run hdnnp symmetry with derivatives")
+            pair_offset = g["dG/frame_offset"][:].astype(np.int64)
+            rows, atoms, dvals, new_off = [], [], [], [0]
+            for f0 in range(0, n_frames, chunk_frames):
+                f1 = min(f0 + chunk_frames, n_frames)
+                p0, p1 = int(pair_offset[f0]), int(pair_offset[f1])
+                atom = g["dG/atom"][p0:p1].astype(np.int64)
+                keep = mask[atom]
+                rows.append(g["dG/center"][p0:p1].astype(np.int64)[keep])
+                atoms.append(atom[keep])
+                dvals.append(g["dG/values"][p0:p1][keep])
+                pair_frame = np.repeat(np.arange(f1 - f0), np.diff(pair_offset[f0:f1 + 1]))
+                counts = np.bincount(pair_frame[keep], minlength=f1 - f0)
+                new_off.extend((new_off[-1] + np.cumsum(counts)).tolist())
+            kw.update(pair_row=np.concatenate(rows), pair_atom=np.concatenate(atoms),
+                      dvalues=np.concatenate(dvals).reshape(-1, values.shape[1], 3),
+                      pair_offset=np.array(new_off, np.int64))
+        blocks[z] = ElementBlock(**kw)
+    temperature = group["frames/temperature"][:] if "frames/temperature" in group else None
+    return TrainingData(elements=tuple(sorted(blocks)), energy=energy, n_atoms=n_atoms, atom_offset=atom_offset,
+                        blocks=blocks, forces=forces, force_mask=mask, frame_index=np.arange(n_frames),
+                        temperature=temperature)
+
+
+def read_block(group: h5py.Group, elements, f0: int, f1: int, derivatives: bool,
+               with_reference_forces: bool = True) -> TrainingData:
+    """Frames [f0, f1) of a set of symmetry.h5 as :class:`TrainingData`, indices local to the block
+    (atoms, rows and pairs start at 0). Used by prediction to stream a set in blocks."""
+    atom_offset = group["frames/atom_offset"][f0:f1 + 1].astype(np.int64)
+    a0 = int(atom_offset[0])
+    n_atoms = np.diff(atom_offset)
+    blocks = {}
+    for z in elements:
+        sym = symbol(z)
+        if f"features/{sym}" not in group:
+            continue
+        g = group[f"features/{sym}"]
+        ro = g["frame_offset"][f0:f1 + 1].astype(np.int64)
+        r0, r1 = int(ro[0]), int(ro[-1])
+        kw = dict(values=g["values"][r0:r1], row_frame=np.repeat(np.arange(f1 - f0), np.diff(ro)),
+                  atom_index=g["atom_index"][r0:r1].astype(np.int64) - a0, row_offset=ro - r0)
+        if derivatives:
+            po = g["dG/frame_offset"][f0:f1 + 1].astype(np.int64)
+            p0, p1 = int(po[0]), int(po[-1])
+            kw.update(pair_row=g["dG/center"][p0:p1].astype(np.int64) - r0,
+                      pair_atom=g["dG/atom"][p0:p1].astype(np.int64) - a0,
+                      dvalues=g["dG/values"][p0:p1], pair_offset=po - p0)
+        blocks[z] = ElementBlock(**kw)
+    has_f = with_reference_forces and "atoms/forces" in group
+    return TrainingData(elements=tuple(sorted(blocks)), energy=group["frames/energy"][f0:f1], n_atoms=n_atoms,
+                        atom_offset=atom_offset - a0, blocks=blocks,
+                        forces=group["atoms/forces"][a0:int(atom_offset[-1])] if has_f else None,
+                        frame_index=np.arange(f0, f1))
+
+
+def split_validation(n_frames: int, val_fraction: float, seed: int) -> tuple:
+    """(train frames, validation frames), sorted; the validation frames are random (``seed``)."""
+    n_val = int(round(val_fraction * n_frames))
+    if val_fraction > 0 and n_frames >= 2:
+        n_val = min(max(n_val, 1), n_frames - 1)
+    else:
+        n_val = 0
+    val = np.sort(np.random.default_rng(seed).choice(n_frames, size=n_val, replace=False))
+    train = np.setdiff1d(np.arange(n_frames), val)
+    return train, val
+
+
+def _write_checkpoint(path: Path, potential: Potential, state: dict, options: TrainOptions) -> None:
+    with atomic_output(path, overwrite=True) as tmp:
+        with h5py.File(tmp, "w") as h5:
+            write_root_attrs(h5, "train-checkpoint")
+            potential.write_h5(h5)
+            ck = h5.create_group("checkpoint")
+            ck.attrs["options"] = json.dumps(options.as_attrs())
+            for key, value in state.items():
+                if key == "log":
+                    lg = ck.create_group("log")
+                    for k, v in value.items():
+                        lg.create_dataset(k, data=np.asarray(v, float))
+                elif isinstance(value, str):
+                    ck.attrs[key] = value
+                else:
+                    ck.create_dataset(key, data=np.asarray(value))
+
+
+def _read_checkpoint(path: Path) -> dict:
+    with open_stage_file(path, "train-checkpoint") as h5:
+        ck = h5["checkpoint"]
+        state = {k: (ck[k][()]) for k in ck if k != "log"}
+        state.update({k: v for k, v in ck.attrs.items() if k != "options"})
+        state["log"] = {k: list(ck["log"][k][:]) for k in ck["log"]} if "log" in ck else {}
+    return state
+
+
+def train(symmetry_path, output_path, options: TrainOptions, overwrite: bool = False, resume: bool = False,
+          device: str = "cpu", quiet: bool = False) -> dict:
+    """Train the element networks on the ``train`` set of ``symmetry_path``; write ``output_path``.
+
+    Returns a summary: best epoch, validation/training RMSE (meV/atom, meV/Å), wall time.
+    """
+    from hdnnp.descriptors import FeatureSet
+
+    check_can_write(output_path, overwrite)
+    checkpoint_path = model_path_for_checkpoint(output_path)
+    with open_stage_file(symmetry_path, "symmetry") as h5:
+        if "train" not in h5 or "features" not in h5["train"]:
+            raise HdnnpError(f"{symmetry_path}: no training set with features")
+        feature_set = FeatureSet.from_h5(h5["feature_set"])
+        group = h5["train"]
+        with_forces = options.use_forces and "atoms/forces" in group
+        need = estimate_memory_mb(group, with_forces, options.force_fraction)
+        if need > options.max_memory_mb:
+            raise HdnnpError(
+                f"training data need about {need:.0f} MiB in memory, more than --max-memory "
+                f"{options.max_memory_mb:.0f}; lower --force-fraction, train on energies only (--no-forces) "
+                "or raise --max-memory")
+        data = load_training_data(group, feature_set.elements, with_forces, options.force_fraction,
+                                  np.random.default_rng(options.seed))
+    if data.n_frames == 0:
+        raise HdnnpError(f"{symmetry_path}: the training set is empty")
+    train_idx, val_idx = split_validation(data.n_frames, options.val_fraction, options.seed)
+    train_data = data.subset(train_idx)
+    val_data = data.subset(val_idx) if len(val_idx) else None
+    del data
+    if device != "cpu":
+        from hdnnp.kernels import get_backend
+
+        xp = get_backend(device)
+        train_data = train_data.to(xp)
+        val_data = val_data.to(xp) if val_data is not None else None
+    arch = nn.Architecture(elements=tuple(feature_set.elements),
+                           n_inputs={z: feature_set.n_features(z) for z in feature_set.elements},
+                           hidden=tuple(options.hidden))
+    theta0, reference = initial_parameters(arch, train_data, options.seed)
+    # elements of the feature set without training atoms keep a zero reference
+    reference = {z: reference.get(z, 0.0) for z in arch.elements}
+    resume_state = None
+    if resume:
+        if not checkpoint_path.exists():
+            raise HdnnpError(f"--resume: no checkpoint {checkpoint_path}")
+        resume_state = _read_checkpoint(checkpoint_path)
+        if len(resume_state["theta"]) != arch.n_parameters:
+            raise HdnnpError(f"{checkpoint_path}: checkpoint has {len(resume_state['theta'])} weights, "
+                             f"the architecture {arch.n_parameters}")
+
+    def training_record(log, attrs_extra):
+        return dict(log=log, validation_frames=val_idx,
+                    attrs={**options.as_attrs(), **attrs_extra})
+
+    def checkpoint(state):
+        pot = Potential(feature_set, arch, state["best_theta"], reference,
+                        training_record(state["log"], {"checkpoint_epoch": state["epoch"]}))
+        _write_checkpoint(checkpoint_path, pot, state, options)
+
+    result = train_networks(arch, train_data, val_data, options, theta0, reference,
+                            checkpoint=checkpoint if options.checkpoint_every else None,
+                            resume=resume_state, quiet=quiet)
+    attrs = dict(force_weight=result.force_weight, loss_scale=result.loss_scale,
+                 best_epoch=result.best_epoch, stop_reason=result.stop_reason,
+                 n_train_frames=len(train_idx), n_validation_frames=len(val_idx), device=device)
+    potential = Potential(feature_set, arch, result.theta, reference, training_record(result.log, attrs))
+    potential.save(output_path, overwrite=overwrite, inputs=[symmetry_path])
+    if checkpoint_path.exists():
+        checkpoint_path.unlink()
+    log = result.log
+    best = int(np.flatnonzero(log["epoch"] == result.best_epoch)[0]) if result.best_epoch >= 0 else -1
+    pick = (lambda k: float(log[k][best]) if best >= 0 else float("nan"))
+    return dict(output=str(output_path), n_parameters=arch.n_parameters, best_epoch=result.best_epoch,
+                epochs=int(log["epoch"][-1]) if len(log["epoch"]) else 0, stop_reason=result.stop_reason,
+                train_energy_rmse=pick("train_energy_rmse"), val_energy_rmse=pick("val_energy_rmse"),
+                train_force_rmse=pick("train_force_rmse"), val_force_rmse=pick("val_force_rmse"),
+                wall_time=float(log["wall_time"][-1]) if len(log["wall_time"]) else 0.0)

@@ -1,0 +1,292 @@
+"""Training data in memory and the loss function with its analytic gradient.
+
+Loss (SPEC §5), for the boxes b of a batch, atoms j and components c of trained forces::
+
+    L = mean_b ((E_b_pred - E_b_ref) / N_b)²  +  w_F * mean_{j,c} (F_jc_pred - F_jc_ref)²
+
+units: eV²/atom² for the energy term, (eV/Å)² for the force term, so ``w_F`` is in Å²/atom²
+(an energy error of 1 meV/atom weighs as much as a force error of 1/sqrt(w_F) meV/Å).
+Gradients: dL/dE_i = 2 (E_b - E_ref)/N_b² / n_boxes for each atom i of box b, and, through
+phi_j = dL/dF_j = 2 w_F (F_j - F_ref_j) / n_components, the mixed derivative of
+:func:`hdnnp.nn.backward`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from hdnnp import nn
+
+
+@dataclass
+class ElementBlock:
+    """Descriptor rows of one element in a set of frames (ragged, as in symmetry.h5).
+
+    ``values`` (n_rows, n_features) scaled descriptors; ``row_frame`` (n_rows,) local frame index;
+    ``atom_index`` (n_rows,) local atom index; ``row_offset`` (n_frames + 1). Derivative pairs
+    (only those whose atom's force is trained): ``pair_row`` (into values), ``pair_atom`` (local
+    atom index), ``dvalues`` (n_pairs, n_features, 3) Å⁻¹, ``pair_offset`` (n_frames + 1).
+    """
+
+    values: object
+    row_frame: object
+    atom_index: object
+    row_offset: np.ndarray
+    pair_row: object = None
+    pair_atom: object = None
+    dvalues: object = None
+    pair_offset: np.ndarray | None = None
+
+    @property
+    def has_pairs(self) -> bool:
+        return self.pair_row is not None
+
+
+@dataclass
+class TrainingData:
+    """Frames with reference energies (eV), forces (eV/Å) and descriptors, held in memory.
+
+    ``force_mask`` (n_atoms,) marks atoms whose forces enter the loss (``--force-fraction``);
+    ``frame_index`` maps local frames back to indices in the stored set.
+    """
+
+    elements: tuple
+    energy: object  # (n_frames,) eV
+    n_atoms: np.ndarray  # (n_frames,)
+    atom_offset: np.ndarray  # (n_frames + 1,)
+    blocks: dict  # Z -> ElementBlock
+    forces: object = None  # (n_atoms_total, 3) eV/Å
+    force_mask: object = None  # (n_atoms_total,) bool
+    frame_index: np.ndarray | None = None
+    temperature: np.ndarray | None = None
+    xp: object = np
+
+    @property
+    def n_frames(self) -> int:
+        return len(self.atom_offset) - 1
+
+    @property
+    def n_atoms_total(self) -> int:
+        return int(self.atom_offset[-1])
+
+    @property
+    def has_forces(self) -> bool:
+        return self.forces is not None and any(b.has_pairs for b in self.blocks.values())
+
+    def subset(self, frames) -> "TrainingData":
+        """A new contiguous TrainingData with the given (local) frames, re-indexed."""
+        frames = np.asarray(frames, dtype=np.int64)
+        xp = self.xp
+        n_at = self.n_atoms[frames]
+        new_off = np.concatenate([[0], np.cumsum(n_at)])
+        atom_sel = np.concatenate([np.arange(self.atom_offset[f], self.atom_offset[f + 1]) for f in frames]) \
+            if len(frames) else np.zeros(0, np.int64)
+        atom_map = np.full(self.n_atoms_total, -1, np.int64)
+        atom_map[atom_sel] = np.arange(len(atom_sel))
+        blocks = {}
+        for z, blk in self.blocks.items():
+            rows = np.concatenate([np.arange(blk.row_offset[f], blk.row_offset[f + 1]) for f in frames]) \
+                if len(frames) else np.zeros(0, np.int64)
+            n_rows_f = blk.row_offset[frames + 1] - blk.row_offset[frames]
+            row_map = np.full(int(blk.row_offset[-1]), -1, np.int64)
+            row_map[rows] = np.arange(len(rows))
+            rows_x = xp.asarray(rows)
+            kw = dict(
+                values=blk.values[rows_x],
+                row_frame=xp.asarray(np.repeat(np.arange(len(frames)), n_rows_f)),
+                atom_index=xp.asarray(atom_map[_np(blk.atom_index)[rows]]),
+                row_offset=np.concatenate([[0], np.cumsum(n_rows_f)]),
+            )
+            if blk.has_pairs:
+                pairs = np.concatenate([np.arange(blk.pair_offset[f], blk.pair_offset[f + 1]) for f in frames]) \
+                    if len(frames) else np.zeros(0, np.int64)
+                n_p = blk.pair_offset[frames + 1] - blk.pair_offset[frames]
+                pairs_x = xp.asarray(pairs)
+                kw.update(
+                    pair_row=xp.asarray(row_map[_np(blk.pair_row)[pairs]]),
+                    pair_atom=xp.asarray(atom_map[_np(blk.pair_atom)[pairs]]),
+                    dvalues=blk.dvalues[pairs_x],
+                    pair_offset=np.concatenate([[0], np.cumsum(n_p)]),
+                )
+            blocks[z] = ElementBlock(**kw)
+        atom_sel_x = xp.asarray(atom_sel)
+        return replace(
+            self, energy=self.energy[xp.asarray(frames)], n_atoms=n_at, atom_offset=new_off,
+            blocks=blocks,
+            forces=None if self.forces is None else self.forces[atom_sel_x],
+            force_mask=None if self.force_mask is None else self.force_mask[atom_sel_x],
+            frame_index=None if self.frame_index is None else self.frame_index[frames],
+            temperature=None if self.temperature is None else self.temperature[frames],
+        )
+
+    def to(self, xp) -> "TrainingData":
+        """Copy of the arrays on another backend (numpy or cupy)."""
+        conv = xp.asarray if xp is not np else _np
+        blocks = {}
+        for z, blk in self.blocks.items():
+            blocks[z] = ElementBlock(
+                values=conv(blk.values), row_frame=conv(blk.row_frame), atom_index=conv(blk.atom_index),
+                row_offset=blk.row_offset,
+                pair_row=None if blk.pair_row is None else conv(blk.pair_row),
+                pair_atom=None if blk.pair_atom is None else conv(blk.pair_atom),
+                dvalues=None if blk.dvalues is None else conv(blk.dvalues),
+                pair_offset=blk.pair_offset,
+            )
+        return replace(self, energy=conv(self.energy), blocks=blocks,
+                       forces=None if self.forces is None else conv(self.forces),
+                       force_mask=None if self.force_mask is None else conv(self.force_mask), xp=xp)
+
+    def nbytes(self) -> int:
+        total = 0
+        for blk in self.blocks.values():
+            for a in (blk.values, blk.row_frame, blk.atom_index, blk.pair_row, blk.pair_atom, blk.dvalues):
+                total += 0 if a is None else a.nbytes
+        return total
+
+
+def _np(a):
+    """NumPy copy of a NumPy or CuPy array."""
+    return a.get() if hasattr(a, "get") else np.asarray(a)
+
+
+@dataclass
+class Evaluation:
+    """Result of :func:`evaluate`: loss, gradient and the predictions behind them."""
+
+    loss: float
+    gradient: object  # flat, same backend as theta; None if not asked
+    energy_pred: object  # (n_frames,) eV
+    forces_pred: object  # (n_atoms, 3) eV/Å or None
+    energy_mse_per_atom: float  # eV²/atom²
+    force_mse: float  # (eV/Å)², over trained components; nan without forces
+    atomic_energy: object = None  # (n_atoms,) eV, energy of every atom
+
+
+def evaluate(arch: nn.Architecture, theta, data: TrainingData, force_weight: float = 0.0,
+             gradient: bool = True, forces: bool | None = None) -> Evaluation:
+    """Loss L (see module docstring), its gradient dL/dtheta and the predictions.
+
+    ``forces``: compute predicted forces (default: when the data has them and ``force_weight``
+    > 0, or when a gradient is not needed and the data has pairs). The force term enters the
+    loss only when ``force_weight`` > 0 and reference forces exist.
+    """
+    xp = data.xp
+    views = nn.unflatten(arch, theta)
+    n_frames = data.n_frames
+    n_atoms = xp.asarray(data.n_atoms.astype(np.float64))
+    use_force_loss = force_weight > 0 and data.has_forces
+    if forces is None:
+        forces = use_force_loss or (not gradient and data.has_forces)
+    caches = {}
+    energy_pred = xp.zeros(n_frames)
+    atomic_energy = xp.zeros(data.n_atoms_total)
+    for z, blk in data.blocks.items():
+        w, b = views[z]
+        e_i, cache = nn.forward(w, b, blk.values, xp)
+        caches[z] = cache
+        atomic_energy[blk.atom_index] = e_i
+        energy_pred = energy_pred + nn.scatter_add_rows(xp, blk.row_frame, e_i, n_frames)
+    err_e = (energy_pred - data.energy) / n_atoms
+    energy_mse = float(xp.mean(err_e ** 2)) if n_frames else float("nan")
+    loss = energy_mse
+    forces_pred = None
+    g_in = {}
+    if forces:
+        forces_pred = xp.zeros((data.n_atoms_total, 3))
+        for z, blk in data.blocks.items():
+            if not blk.has_pairs:
+                continue
+            g = nn.input_gradient(views[z][0], caches[z], xp)
+            g_in[z] = g
+            forces_pred = forces_pred + nn.forces_from_input_gradient(
+                g, blk.pair_row, blk.pair_atom, blk.dvalues, data.n_atoms_total, xp)
+    force_mse = float("nan")
+    phi = None
+    if forces and data.forces is not None:
+        mask = data.force_mask if data.force_mask is not None else xp.ones(data.n_atoms_total, bool)
+        diff = (forces_pred - data.forces) * mask[:, None]
+        n_comp = 3 * int(mask.sum())
+        if n_comp:
+            force_mse = float((diff ** 2).sum() / n_comp)
+            if use_force_loss:
+                loss += force_weight * force_mse
+                phi = 2.0 * force_weight * diff / n_comp
+    grad = None
+    if gradient:
+        c_frame = 2.0 * err_e / n_atoms / max(n_frames, 1)
+        grads = {}
+        for z, blk in data.blocks.items():
+            u = None
+            if phi is not None and blk.has_pairs:
+                u = nn.input_adjoint_from_force_adjoint(phi, blk.pair_row, blk.pair_atom, blk.dvalues,
+                                                        blk.values.shape[0], xp)
+            grads[z] = nn.backward(views[z][0], caches[z], c_frame[blk.row_frame], u, xp)
+        grad = nn.flatten_gradients(arch, grads, xp)
+    return Evaluation(float(loss), grad, energy_pred, forces_pred, energy_mse, force_mse, atomic_energy)
+
+
+def element_reference_energies(data: TrainingData) -> dict:
+    """Per-element reference energies (eV/atom): least squares of E_box on element counts.
+
+    E_b ≈ sum_Z n_bZ e_Z; with one element e = mean(E_b / N_b). Rank-deficient count matrices
+    (e.g. fixed composition) get the minimum-norm solution, which still reproduces the mean.
+    """
+    energy = _np(data.energy)
+    counts = np.zeros((data.n_frames, len(data.elements)))
+    for k, z in enumerate(data.elements):
+        blk = data.blocks[z]
+        counts[:, k] = np.diff(blk.row_offset)
+    ok = np.isfinite(energy)
+    if not ok.any():
+        return {z: 0.0 for z in data.elements}
+    sol, *_ = np.linalg.lstsq(counts[ok], energy[ok], rcond=None)
+    return {z: float(e) for z, e in zip(data.elements, sol)}
+
+
+def data_from_descriptors(descriptors: list, n_atoms, energy, forces=None, elements=None) -> TrainingData:
+    """TrainingData from per-frame ``compute_descriptors`` results (dicts Z -> ElementDescriptors).
+
+    ``energy`` (n_frames,) eV; ``forces`` list of (n_atoms_f, 3) eV/Å or None. Derivative pairs
+    are used when every frame carries them.
+    """
+    n_atoms = np.asarray(n_atoms, np.int64)
+    atom_offset = np.concatenate([[0], np.cumsum(n_atoms)])
+    elements = tuple(sorted(elements or {z for d in descriptors for z in d}))
+    with_pairs = all(d[z].pair_row is not None for d in descriptors for z in d)
+    blocks = {}
+    for z in elements:
+        vals, rf, ai, ro, pr, pa, dv, po = [], [], [], [0], [], [], [], [0]
+        n_feat = None
+        for f, d in enumerate(descriptors):
+            if z not in d:
+                ro.append(ro[-1])
+                po.append(po[-1])
+                continue
+            e = d[z]
+            n_feat = e.values.shape[1]
+            vals.append(e.values)
+            rf.append(np.full(len(e.atom_index), f))
+            ai.append(e.atom_index + atom_offset[f])
+            if with_pairs:
+                pr.append(e.pair_row + ro[-1])
+                pa.append(e.pair_atom + atom_offset[f])
+                dv.append(e.dvalues)
+                po.append(po[-1] + len(e.pair_row))
+            ro.append(ro[-1] + len(e.atom_index))
+        if n_feat is None:
+            continue
+        cat = (lambda parts, dtype=None: np.concatenate(parts).astype(dtype) if dtype else np.concatenate(parts))
+        blk = ElementBlock(values=cat(vals), row_frame=cat(rf, np.int64), atom_index=cat(ai, np.int64),
+                           row_offset=np.array(ro, np.int64))
+        if with_pairs:
+            blk.pair_row, blk.pair_atom = cat(pr, np.int64), cat(pa, np.int64)
+            blk.dvalues = cat(dv).reshape(-1, n_feat, 3)
+            blk.pair_offset = np.array(po, np.int64)
+        blocks[z] = blk
+    forces_arr = None if forces is None else np.concatenate([np.asarray(f, float) for f in forces])
+    return TrainingData(elements=tuple(sorted(blocks)), energy=np.asarray(energy, float), n_atoms=n_atoms,
+                        atom_offset=atom_offset, blocks=blocks, forces=forces_arr,
+                        force_mask=None if forces_arr is None else np.ones(len(forces_arr), bool),
+                        frame_index=np.arange(len(n_atoms)))

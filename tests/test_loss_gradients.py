@@ -1,0 +1,88 @@
+"""Analytic gradients of the energy and force losses against central finite differences."""
+
+import numpy as np
+import pytest
+
+from hdnnp import nn
+from hdnnp.training.loss import element_reference_energies, evaluate
+
+from _nn_fixtures import random_data
+
+
+def _setup(seed=1, hidden=(5, 4)):
+    rng = np.random.default_rng(seed)
+    data = random_data(rng)
+    arch = nn.Architecture(elements=data.elements, n_inputs={29: 4, 16: 3}, hidden=hidden)
+    theta = nn.init_parameters(arch, rng, {29: -1.0, 16: -2.0}, output_scale=1.0)
+    theta += 0.1 * rng.normal(size=theta.shape)
+    return data, arch, theta
+
+
+def _fd_gradient(fun, theta, h=1e-6):
+    return np.array([(fun(theta + h * e) - fun(theta - h * e)) / (2 * h) for e in np.eye(len(theta))])
+
+
+@pytest.mark.parametrize("force_weight", [0.0, 0.3])
+def test_loss_gradient_finite_differences(force_weight):
+    data, arch, theta = _setup()
+    ev = evaluate(arch, theta, data, force_weight=force_weight)
+    fd = _fd_gradient(lambda t: evaluate(arch, t, data, force_weight, gradient=False).loss, theta)
+    np.testing.assert_allclose(ev.gradient, fd, rtol=1e-6, atol=1e-8 * np.abs(fd).max())
+
+
+def test_loss_value_matches_definition():
+    data, arch, theta = _setup()
+    w = 0.3
+    ev = evaluate(arch, theta, data, force_weight=w)
+    views = nn.unflatten(arch, theta)
+    # independent loop implementation: per box, per atom
+    e_box = np.zeros(data.n_frames)
+    f_pred = np.zeros((data.n_atoms_total, 3))
+    for z, blk in data.blocks.items():
+        for r in range(len(blk.values)):
+            wz, bz = views[z]
+            e, cache = nn.forward(wz, bz, blk.values[r:r + 1])
+            e_box[blk.row_frame[r]] += e[0]
+            g = nn.input_gradient(wz, cache)[0]
+            for p in np.flatnonzero(blk.pair_row == r):
+                f_pred[blk.pair_atom[p]] -= g @ blk.dvalues[p]
+    e_term = np.mean(((e_box - data.energy) / data.n_atoms) ** 2)
+    m = data.force_mask
+    f_term = np.mean((f_pred[m] - data.forces[m]) ** 2)
+    np.testing.assert_allclose(ev.energy_pred, e_box, rtol=1e-12)
+    np.testing.assert_allclose(ev.forces_pred, f_pred, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(ev.loss, e_term + w * f_term, rtol=1e-12)
+
+
+def test_subset_reindexes_consistently():
+    data, arch, theta = _setup()
+    full = evaluate(arch, theta, data, 0.0, gradient=False)
+    sub = data.subset([2, 0])
+    ev = evaluate(arch, theta, sub, 0.0, gradient=False)
+    np.testing.assert_allclose(ev.energy_pred, full.energy_pred[[2, 0]], rtol=1e-13)
+    a2 = np.arange(data.atom_offset[2], data.atom_offset[3])
+    a0 = np.arange(data.atom_offset[0], data.atom_offset[1])
+    np.testing.assert_allclose(ev.forces_pred, full.forces_pred[np.concatenate([a2, a0])], rtol=1e-12)
+
+
+def test_element_reference_energies_least_squares():
+    data, _, _ = _setup()
+    counts = np.array([[np.diff(data.blocks[z].row_offset)[f] for z in data.elements] for f in range(data.n_frames)])
+    e_ref = np.array([-2.0, -5.0])  # S, Cu
+    data.energy = counts @ e_ref
+    ref = element_reference_energies(data)
+    np.testing.assert_allclose([ref[16], ref[29]], e_ref, rtol=1e-10)
+
+
+def test_gradients_on_gpu_match_cpu():
+    cp = pytest.importorskip("cupy")
+    try:
+        if cp.cuda.runtime.getDeviceCount() < 1:
+            pytest.skip("no CUDA device")
+    except cp.cuda.runtime.CUDARuntimeError:
+        pytest.skip("no CUDA device")
+    data, arch, theta = _setup()
+    cpu = evaluate(arch, theta, data, 0.3)
+    gpu = evaluate(arch, cp.asarray(theta), data.to(cp), 0.3)
+    np.testing.assert_allclose(cp.asnumpy(gpu.gradient), cpu.gradient, rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(gpu.loss, cpu.loss, rtol=1e-12)
