@@ -100,6 +100,20 @@ def write_root_attrs(h5: h5py.File, stage: str, inputs=(), **extra) -> None:
         h5.attrs[key] = value
 
 
+def open_hdf5(path, expected: str = "an HDF5 file") -> h5py.File:
+    """Open an HDF5 file for reading; a missing file, a directory or a non-HDF5 file is an
+    :class:`HdnnpError` naming the path (``expected`` says what should have been there)."""
+    path = Path(path)
+    if not path.exists():
+        raise HdnnpError(f"{path}: no such file")
+    if path.is_dir():
+        raise HdnnpError(f"{path}: is a directory, expected {expected}")
+    try:
+        return h5py.File(path, "r")
+    except OSError as exc:
+        raise HdnnpError(f"{path}: not a readable HDF5 file ({exc})") from None
+
+
 def open_stage_file(path, stages) -> h5py.File:
     """Open an hdnnp intermediate for reading, checking that it is one and of a usable kind.
 
@@ -109,14 +123,7 @@ def open_stage_file(path, stages) -> h5py.File:
     if isinstance(stages, str):
         stages = (stages,)
     path = Path(path)
-    if not path.exists():
-        raise HdnnpError(f"{path}: no such file")
-    if path.is_dir():
-        raise HdnnpError(f"{path}: is a directory, expected an HDF5 file from hdnnp {'/'.join(stages)}")
-    try:
-        h5 = h5py.File(path, "r")
-    except OSError as exc:
-        raise HdnnpError(f"{path}: not a readable HDF5 file ({exc})") from None
+    h5 = open_hdf5(path, f"an HDF5 file from hdnnp {'/'.join(stages)}")
     try:
         schema = h5.attrs.get("schema_version")
         stage = h5.attrs.get("stage")

@@ -16,7 +16,7 @@ import h5py
 import numpy as np
 
 from hdnnp.elements import symbol
-from hdnnp.errors import HdnnpError
+from hdnnp.h5io import open_hdf5
 
 #: Atoms read per chunk when counting species.
 _CHUNK_ATOMS = 1 << 20
@@ -81,14 +81,7 @@ def frame_set_summary(group: h5py.Group) -> list[str]:
 def inspect_file(path) -> str:
     """The summary of an hdnnp HDF5 file as text (raises :class:`HdnnpError` if unreadable)."""
     path = Path(path)
-    if not path.exists():
-        raise HdnnpError(f"{path}: no such file")
-    if path.is_dir():
-        raise HdnnpError(f"{path}: is a directory, expected an HDF5 file")
-    try:
-        h5 = h5py.File(path, "r")
-    except OSError as exc:
-        raise HdnnpError(f"{path}: not a readable HDF5 file ({exc})") from None
+    h5 = open_hdf5(path)
     out = [f"{path}"]
     with h5:
         attrs = dict(h5.attrs)

@@ -373,9 +373,9 @@ def descriptor_check_figure(check: dict) -> Figure:
     return fig
 
 
-def save_figure(fig: Figure, path) -> Path:
+def save_figure(fig: Figure, path, overwrite: bool = False) -> Path:
     """Render ``fig`` to the PNG ``path`` atomically (temporary file, then rename)."""
     path = Path(path)
-    with atomic_output(path, overwrite=True) as tmp:
+    with atomic_output(path, overwrite) as tmp:
         fig.savefig(tmp, format="png", dpi=DPI)
     return path

@@ -242,10 +242,6 @@ def test_predict_rejects_wrong_inputs(files, capsys):
     assert not out.exists()
 
 
-@pytest.mark.xfail(reason="predict reads an hdnnp file of another stage (model.h5, predictions.h5) "
-                          "as a structure file through ASE; it should call "
-                          "open_stage_file(input, ('symmetry', 'prepare')) when the file has a "
-                          "'stage' attribute", strict=False)
 def test_predict_names_the_stage_of_a_wrong_input(files, capsys):
     expect_error(["predict", files["model_Te"], "--model", files["model_Te"], "-q", "-o",
                   files["root"] / "p.h5"], capsys,
@@ -286,9 +282,6 @@ def test_existing_output_needs_overwrite(files, capsys, stage):
         pass
 
 
-@pytest.mark.xfail(reason="report replaces its JSON and figures without --overwrite "
-                          "(atomic_output(..., overwrite=True) in stages/report.py and plots.py)",
-                   strict=False)
 def test_report_does_not_replace_outputs_silently(files, capsys):
     root = files["root"]
     json_path = root / "metrics.json"

@@ -22,7 +22,8 @@ import h5py
 import numpy as np
 
 from hdnnp.errors import HdnnpError
-from hdnnp.h5io import atomic_output, check_can_write, open_stage_file, write_root_attrs
+from hdnnp.h5io import (atomic_output, check_can_write, check_elements_covered, check_feature_sets_match,
+                        open_stage_file, write_root_attrs)
 from hdnnp.model import Potential
 from hdnnp.progress import Progress
 from hdnnp.training.loss import _np, data_from_descriptors, evaluate
@@ -32,18 +33,10 @@ EXTRAPOLATION_TOLERANCE = 1e-9
 
 def same_feature_set(a, b) -> bool:
     """True when two fitted feature sets select and scale the same features identically."""
-    if tuple(a.elements) != tuple(b.elements) or a.cutoff != b.cutoff:
+    try:
+        check_feature_sets_match(a, b, "", "")
+    except HdnnpError:
         return False
-    for name in ("kind", "neighbor_a", "neighbor_b", "eta", "rs", "zeta", "lambda_"):
-        if not np.array_equal(getattr(a, name), getattr(b, name)):
-            return False
-    for z in a.elements:
-        if z in a.selected or z in b.selected:
-            if z not in a.selected or z not in b.selected:
-                return False
-            if not (np.array_equal(a.selected[z], b.selected[z]) and np.array_equal(a.min[z], b.min[z])
-                    and np.array_equal(a.max[z], b.max[z])):
-                return False
     return True
 
 
@@ -162,13 +155,15 @@ def predict(model_path, input_path="symmetry.h5", output_path="predictions.h5", 
             stage = stage.decode() if isinstance(stage, bytes) else stage
     except OSError:
         stage = None
-    if stage in ("symmetry", "prepare"):
+    if stage is not None:  # an hdnnp file: it must be one predict can read (not a model, say)
         with open_stage_file(input_path, ("symmetry", "prepare")) as h5:
             available = [s for s in ("train", "predict") if s in h5 and "frames" in h5[s]]
             wanted = available if not sets else list(sets)
             for s in wanted:
                 if s not in available:
                     raise HdnnpError(f"{input_path}: no set '{s}' (sets: {', '.join(available)})")
+                check_elements_covered(np.unique(h5[s]["atoms/species"][:]), potential.elements,
+                                       f"{input_path} ({s} set)", str(model_path))
             use_stored = False
             if stage == "symmetry":
                 from hdnnp.descriptors import FeatureSet
@@ -200,6 +195,8 @@ def predict(model_path, input_path="symmetry.h5", output_path="predictions.h5", 
                     is_validation[s] = flag
     else:
         frames = _read_ase_frames(input_path)
+        check_elements_covered(np.unique(np.concatenate([f.species for f in frames] or [[]])).astype(int),
+                               potential.elements, str(input_path), str(model_path))
         res = _SetResult()
         progress = Progress(len(frames), "predict", quiet=quiet)
         for f0 in range(0, len(frames), chunk_frames):

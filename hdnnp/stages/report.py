@@ -21,7 +21,7 @@ from pathlib import Path
 
 from hdnnp import metrics, plots
 from hdnnp.errors import HdnnpError
-from hdnnp.h5io import atomic_output, open_stage_file
+from hdnnp.h5io import atomic_output, check_can_write, open_stage_file
 
 FIGURE_NAMES = {
     "learning_process": "LEARNING_PROCESS.png",
@@ -159,17 +159,17 @@ def json_ready(obj):
     return obj
 
 
-_json_ready = json_ready  # the name hdnnp.stages.study imports
 
 
 def run_report(model_path, predictions_path, symmetry_path=None, out_dir="data",
-               json_path=None) -> dict:
+               json_path=None, overwrite: bool = False) -> dict:
     """Compute the metrics, write the figures into ``out_dir`` (created if missing) and,
     with ``json_path``, the metrics as JSON. ``model_path`` may be None (no learning curve).
 
     Returns the summary of :func:`hdnnp.metrics.summarize` plus ``model``, ``training``
     (:func:`hdnnp.metrics.training_summary`), ``descriptor_check`` (n_features, correlation)
-    and ``figures`` (name -> path written).
+    and ``figures`` (name -> path written). Existing figures or JSON are replaced only with
+    ``overwrite`` (checked before any work).
     """
     _check_inputs(model_path, predictions_path, symmetry_path)
     out_dir = Path(out_dir)
@@ -181,6 +181,10 @@ def run_report(model_path, predictions_path, symmetry_path=None, out_dir="data",
             raise HdnnpError(f"{json_path}: is a directory, expected a JSON file name (--json)")
         if not json_path.parent.exists():
             raise HdnnpError(f"{json_path.parent}: output directory does not exist (--json)")
+        check_can_write(json_path, overwrite)
+    if out_dir.is_dir():
+        for name in FIGURE_NAMES.values():
+            check_can_write(out_dir / name, overwrite)
 
     sets = metrics.load_predictions(predictions_path)
     summary = {"predictions": str(Path(predictions_path).resolve())}
@@ -203,7 +207,7 @@ def run_report(model_path, predictions_path, symmetry_path=None, out_dir="data",
     figures = {}
 
     def save(name, fig):
-        figures[name] = str(plots.save_figure(fig, out_dir / FIGURE_NAMES[name]))
+        figures[name] = str(plots.save_figure(fig, out_dir / FIGURE_NAMES[name], overwrite))
 
     per_set = summary["sets"]
     save("learning_process",
@@ -217,7 +221,7 @@ def run_report(model_path, predictions_path, symmetry_path=None, out_dir="data",
     summary["figures"] = figures
     summary = json_ready(summary)
     if json_path is not None:
-        with atomic_output(json_path, overwrite=True) as tmp:
+        with atomic_output(json_path, overwrite) as tmp:
             tmp.write_text(json.dumps(summary, indent=2) + "\n")
         summary["json"] = str(json_path)
     return summary

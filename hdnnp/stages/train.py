@@ -22,7 +22,7 @@ import numpy as np
 from hdnnp import nn
 from hdnnp.elements import symbol
 from hdnnp.errors import HdnnpError
-from hdnnp.h5io import atomic_output, check_can_write, open_stage_file, write_root_attrs
+from hdnnp.h5io import atomic_output, check_can_write, check_feature_sets_match, open_stage_file, write_root_attrs
 from hdnnp.model import Potential, model_path_for_checkpoint
 from hdnnp.training.loop import initial_parameters, train_networks
 from hdnnp.training.loss import ElementBlock, TrainingData
@@ -220,6 +220,9 @@ def train(symmetry_path, output_path, options: TrainOptions, overwrite: bool = F
         if not checkpoint_path.exists():
             raise HdnnpError(f"--resume: no checkpoint {checkpoint_path}")
         resume_state = _read_checkpoint(checkpoint_path)
+        with open_stage_file(checkpoint_path, "train-checkpoint") as h5:
+            check_feature_sets_match(feature_set, FeatureSet.from_h5(h5["feature_set"]),
+                                     str(symmetry_path), f"the checkpoint {checkpoint_path}")
         if len(resume_state["theta"]) != arch.n_parameters:
             raise HdnnpError(f"{checkpoint_path}: checkpoint has {len(resume_state['theta'])} weights, "
                              f"the architecture {arch.n_parameters}")
