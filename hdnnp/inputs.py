@@ -61,7 +61,7 @@ class InputFile:
     """One trajectory to read: its path, format, energy file (DL_POLY) and temperature (K)."""
 
     path: Path
-    format: str  # "dlpoly", "extxyz", "n2p2" or an ASE format name
+    format: str | None  # "dlpoly", "extxyz", "n2p2" or an ASE format name; None: ASE guesses
     temperature: float = math.nan  # K; NaN when unknown
     energy_path: Path | None = None  # DL_POLY energy file
 
@@ -188,7 +188,9 @@ def _with_gz(path: Path) -> Path | None:
     return None
 
 
-def _detect_format(path: Path) -> str:
+def _detect_format(path: Path, required: bool = True) -> str | None:
+    """File format from the name; None (ASE guesses from the content) when the name says
+    nothing and ``required`` is false."""
     name = path.name.lower()
     if name.endswith(".gz"):
         name = name[:-3]
@@ -198,18 +200,33 @@ def _detect_format(path: Path) -> str:
         return "extxyz"
     if name == "input.data" or name.endswith(".data"):
         return "n2p2"
+    if not required:
+        return None
     raise HdnnpError(f"{path}: cannot tell the file format from the name; pass --format "
                      f"({', '.join(FILE_FORMATS)} or an ASE format name)")
 
 
-def _file_entry(item, file_format: str | None, missing: list[str]) -> InputFile:
+def structure_file(item, file_format: str | None = None) -> InputFile:
+    """One trajectory or structure file (``PATH[@T]``) as an :class:`InputFile`, read later by
+    the same readers as ``hdnnp prepare``. The format comes from ``file_format`` or the name;
+    when the name says nothing, ASE guesses it from the content. A missing file (or the energy
+    file of a DL_POLY HISTORY) is an :class:`HdnnpError`."""
+    missing: list[str] = []
+    entry = _file_entry(item, file_format, missing, format_required=False)
+    missing += [str(p) for p in entry.paths if not p.is_file()]
+    if missing:
+        raise HdnnpError(f"missing input file(s): {', '.join(missing)}")
+    return entry
+
+
+def _file_entry(item, file_format: str | None, missing: list[str], format_required: bool = True) -> InputFile:
     text = str(item)
     temperature = math.nan
     if "@" in text:
         text, t = text.rsplit("@", 1)
         temperature = parse_temperature(t)
     path = Path(text)
-    fmt = file_format if file_format not in (None, "auto") else _detect_format(path)
+    fmt = file_format if file_format not in (None, "auto") else _detect_format(path, format_required)
     entry = InputFile(path=path, format=fmt, temperature=temperature)
     if fmt == "dlpoly":
         name = path.name[:-3] if path.name.endswith(".gz") else path.name

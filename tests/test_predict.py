@@ -70,15 +70,25 @@ def test_prepared_and_extxyz_inputs_give_the_same_predictions(trained, tmp_path)
         images.append(b)
     ase.io.write(tmp_path / "in.extxyz", images)
     predict(d / "model.h5", tmp_path / "in.extxyz", tmp_path / "c.h5", forces=True, quiet=True)
-    with h5py.File(tmp_path / "a.h5") as a, h5py.File(tmp_path / "b.h5") as b, h5py.File(tmp_path / "c.h5") as c:
+    # n2p2 input.data in Å and eV (ASE's own reader would take it as Bohr and Hartree)
+    with open(tmp_path / "input.data", "w") as fh:
+        for a in images:
+            fh.write("begin\n" + "".join(f"lattice {v[0]:.12f} {v[1]:.12f} {v[2]:.12f}\n" for v in a.cell))
+            for r, sym, f in zip(a.positions, a.get_chemical_symbols(), a.get_forces()):
+                fh.write(f"atom {r[0]:.12f} {r[1]:.12f} {r[2]:.12f} {sym} 0 0 {f[0]:.12f} {f[1]:.12f} {f[2]:.12f}\n")
+            fh.write(f"energy {a.get_potential_energy():.12f}\ncharge 0\nend\n")
+    predict(d / "model.h5", tmp_path / "input.data", tmp_path / "n.h5", forces=True, quiet=True)
+    with (h5py.File(tmp_path / "a.h5") as a, h5py.File(tmp_path / "b.h5") as b, h5py.File(tmp_path / "c.h5") as c,
+          h5py.File(tmp_path / "n.h5") as n):
         assert list(a) == ["predict"]
         # extxyz stores positions with 8 decimals (1e-8 Å), hence the looser tolerance there
-        for other, rtol in ((b, 1e-12), (c, 1e-6)):
+        for other, rtol in ((b, 1e-12), (c, 1e-6), (n, 1e-9)):
             np.testing.assert_allclose(other["predict/energy_predicted"][:], a["predict/energy_predicted"][:],
                                        rtol=rtol)
             np.testing.assert_allclose(other["predict/forces_predicted"][:], a["predict/forces_predicted"][:],
                                        rtol=1e3 * rtol, atol=1e3 * rtol * 1e-3)
         np.testing.assert_allclose(c["predict/energy_reference"][:], a["predict/energy_reference"][:], rtol=1e-12)
+        np.testing.assert_allclose(n["predict/energy_reference"][:], a["predict/energy_reference"][:], atol=1e-11)
 
 
 def test_cli_train_and_predict(trained, tmp_path, capsys):

@@ -100,38 +100,19 @@ def _to_numpy_desc(d):
     return d
 
 
-def _read_ase_frames(path):
-    try:
-        import ase.io
-    except ImportError:
-        raise HdnnpError("reading structure files needs ASE: pip install hdnnp[ase]") from None
-    from hdnnp.frames import Frame
+def _read_structure_frames(path, file_format=None):
+    """Frames of a structure file, read by the readers of ``hdnnp prepare`` (n2p2 ``input.data``
+    by hdnnp's own reader in Å and eV; extxyz and the other formats through ASE)."""
+    from hdnnp.inputs import structure_file
+    from hdnnp.stages.prepare import ReadOptions, SourceStats, iter_source
 
-    try:
-        images = ase.io.read(str(path), index=":")
-    except Exception as exc:  # ASE raises many kinds for unreadable files
-        raise HdnnpError(f"{path}: not readable as a structure file by ASE ({exc})") from None
-    frames = []
-    for k, atoms in enumerate(images):
-        energy, forces = float("nan"), None
-        if atoms.calc is not None:
-            try:
-                energy = float(atoms.get_potential_energy())
-            except Exception:
-                pass
-            try:
-                forces = np.array(atoms.get_forces())
-            except Exception:
-                pass
-        frames.append(Frame(positions=atoms.get_positions(), species=atoms.get_atomic_numbers(),
-                            cell=np.array(atoms.get_cell()), pbc=np.array(atoms.get_pbc()), energy=energy,
-                            forces=forces, step=k, source=str(path)))
-    return frames
+    entry = structure_file(path, file_format)
+    return list(iter_source(entry, ReadOptions(), SourceStats(str(path), entry.temperature)))
 
 
 def predict(model_path, input_path="symmetry.h5", output_path="predictions.h5", forces: bool = False,
             atomic_energies: bool = False, sets=None, overwrite: bool = False, device: str = "cpu",
-            chunk_frames: int = 64, quiet: bool = False) -> dict:
+            chunk_frames: int = 64, quiet: bool = False, file_format: str | None = None) -> dict:
     """Predict energies (and forces, atomic energies) for every set of ``input_path``.
 
     Returns a summary per set: frames, energy RMSE (meV/atom) and force RMSE (meV/Å) against the
@@ -194,7 +175,7 @@ def predict(model_path, input_path="symmetry.h5", output_path="predictions.h5", 
                     flag[validation_frames[validation_frames < n_frames]] = True
                     is_validation[s] = flag
     else:
-        frames = _read_ase_frames(input_path)
+        frames = _read_structure_frames(input_path, file_format)
         check_elements_covered(np.unique(np.concatenate([f.species for f in frames] or [[]])).astype(int),
                                potential.elements, str(input_path), str(model_path))
         res = _SetResult()
