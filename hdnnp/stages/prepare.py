@@ -199,7 +199,7 @@ def _write_set(group, set_name, entries, stats, options, elements, quiet) -> dic
     with_forces = bool(firsts) and all(f.forces is not None for f in firsts)
     writer = FrameSetWriter(group, with_forces=with_forces)
     ordered = round_robin(pending) if set_name == "train" else _sequential(pending)
-    progress = Progress(None, f"prepare {set_name}", unit="frames", quiet=quiet)
+    progress = Progress(_expected_frames(entries, options), f"prepare {set_name}", unit="frames", quiet=quiet)
     checker = FrameChecker()  # physical sanity checks (hdnnp.sanity, issue #6): warnings only
     batch, batch_atoms = [], 0
     for frame in ordered:
@@ -223,6 +223,23 @@ def _write_set(group, set_name, entries, stats, options, elements, quiet) -> dic
     temps = sorted({e.temperature for e in entries if not math.isnan(e.temperature)})
     group.attrs["temperatures"] = np.array(temps, np.float64)
     return {"n_frames": writer.n_frames, "n_atoms": writer.n_atoms, "forces": with_forces}
+
+
+def _expected_frames(entries, options: ReadOptions) -> int | None:
+    """Frames a set will keep, from the DL_POLY 4 headers' frame counts (for the progress ETA);
+    None when any file does not say (DL_POLY Classic, other formats)."""
+    from hdnnp.io.dlpoly import HistoryReader
+
+    total = 0
+    for entry in entries:
+        if entry.format != "dlpoly":
+            return None
+        with HistoryReader(entry.path) as history:
+            n_frames = history.header.n_frames
+        if n_frames is None:
+            return None
+        total += len(range(options.skip, n_frames, options.stride))
+    return total
 
 
 def _check_frame(frame: Frame, set_name: str, with_forces: bool) -> None:
