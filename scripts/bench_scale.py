@@ -56,6 +56,8 @@ CHUNK_FRAMES = 200
 HISTORY_BYTES_PER_FRAME = (4 + 256 * 4) * 73
 #: symmetry.h5 size per 256-atom frame with derivatives (measured: 7.67 GB for 2000 frames).
 SYMMETRY_BYTES_PER_FRAME = 3.84e6
+#: ... without derivatives: raw (84) and scaled (30) values in float64 per atom, copied frames.
+SYMMETRY_BYTES_PER_FRAME_NO_DERIVATIVES = 256 * (84 + 30 + 6) * 8
 
 
 def lattice() -> tuple[np.ndarray, np.ndarray]:
@@ -221,7 +223,9 @@ def main(argv=None) -> int:
     args.workdir.mkdir(parents=True, exist_ok=True)
     free_gb = shutil.disk_usage(args.workdir).free / 1e9
     need_gb = 0 if args.skip_prepare else max(args.frames) * HISTORY_BYTES_PER_FRAME / 1e9
-    need_gb = max([need_gb, *(n * SYMMETRY_BYTES_PER_FRAME / 1e9 for n in args.symmetry_frames)])
+    per_frame = (SYMMETRY_BYTES_PER_FRAME_NO_DERIVATIVES if "--derivatives never" in args.symmetry_args
+                 else SYMMETRY_BYTES_PER_FRAME)
+    need_gb = max([need_gb, *(n * per_frame / 1e9 for n in args.symmetry_frames)])
     print(f"workdir {args.workdir}: {free_gb:.0f} GB free, largest run needs about "
           f"{need_gb:.1f} GB of scratch", flush=True)
     if need_gb > 0.8 * free_gb:

@@ -50,6 +50,7 @@ import numpy as np
 
 from hdnnp.errors import HdnnpError
 from hdnnp.inputs import format_temperature, parse_temperature_list
+from hdnnp.stages.report import json_ready
 
 #: The seed's training sets (K); it always predicted 773 K.
 SEED_STUDY_SETS = ((673.0, 973.0), (673.0, 723.0, 973.0), (673.0, 723.0, 873.0, 973.0),
@@ -330,24 +331,11 @@ def _load_record(path: Path, temperatures, preset: str, options) -> dict | None:
     return row
 
 
-def _plain(obj):
-    """JSON-ready copy: NaN/inf -> None, NumPy scalars and arrays -> Python ones."""
-    if isinstance(obj, dict):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    if hasattr(obj, "tolist"):
-        return _plain(obj.tolist())
-    if isinstance(obj, float) and not np.isfinite(obj):
-        return None
-    return obj
-
-
 def _write_json(path: Path, obj) -> None:
     from hdnnp.h5io import atomic_output
 
     with atomic_output(path, overwrite=True) as tmp:
-        tmp.write_text(json.dumps(_plain(obj), indent=2) + "\n")
+        tmp.write_text(json.dumps(json_ready(obj), indent=2) + "\n")
 
 
 def _fmt(value) -> str:
