@@ -34,7 +34,7 @@ from hdnnp.h5io import atomic_output, open_stage_file, write_root_attrs
 class Potential:
     """A trained potential: feature set + element networks (+ training record).
 
-    ``theta`` is the flat parameter vector of :class:`hdnnp.nn.Networks`.
+    ``theta`` is the flat parameter vector laid out by :func:`hdnnp.nn.unflatten`.
     """
 
     def __init__(self, feature_set, architecture: nn.Architecture, theta, reference_energies: dict,

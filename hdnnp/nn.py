@@ -27,21 +27,11 @@ k = 0 .. L-1, the last one is the output layer with n_out = 1.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 ACTIVATION = "tanh"
-
-
-def get_xp(array):
-    """NumPy or CuPy, whichever owns ``array``."""
-    try:
-        import cupy
-
-        return cupy.get_array_module(array)
-    except ImportError:
-        return np
 
 
 def scatter_add_rows(xp, index, values, n: int):
@@ -177,29 +167,6 @@ class Architecture:
     @property
     def n_parameters(self) -> int:
         return int(sum(np.prod(s) for _, _, _, s in self.shapes()))
-
-
-@dataclass
-class Networks:
-    """All element networks as one flat parameter vector ``theta`` (NumPy or CuPy) plus views.
-
-    Order in ``theta``: elements ascending, then per layer W (row-major) and b.
-    """
-
-    architecture: Architecture
-    theta: object
-    _views: dict = field(default=None, repr=False)
-
-    def __post_init__(self):
-        self._views = unflatten(self.architecture, self.theta)
-
-    def params(self, z: int):
-        """(weights list, biases list) of element ``z``, views into ``theta``."""
-        return self._views[z]
-
-    def energies(self, z: int, x, xp=np):
-        w, b = self._views[z]
-        return forward(w, b, x, xp)[0]
 
 
 def unflatten(arch: Architecture, theta) -> dict:

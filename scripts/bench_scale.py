@@ -40,7 +40,7 @@ import numpy as np
 
 from hdnnp.frames import Frame
 from hdnnp.h5io import FrameSetWriter, write_root_attrs
-from hdnnp.io.dlpoly_write import write_energies, write_history
+from hdnnp.io.dlpoly_write import write_history
 
 #: Lattice constant of the fcc supercell (Å): 4 atoms / a^3 = 0.0269 Å⁻³, liquid Te.
 LATTICE_ANGSTROM = 5.3

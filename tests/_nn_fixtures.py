@@ -2,7 +2,6 @@
 
 import numpy as np
 
-from hdnnp import nn
 from hdnnp.training.loss import ElementBlock, TrainingData, evaluate
 
 

@@ -1,7 +1,6 @@
 """Element-network maths against finite differences and hand-computed values."""
 
 import numpy as np
-import pytest
 
 from hdnnp import nn
 

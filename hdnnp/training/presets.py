@@ -59,21 +59,6 @@ class TrainOptions:
             out[f.name] = list(v) if isinstance(v, tuple) else v
         return out
 
-    @classmethod
-    def from_attrs(cls, attrs) -> "TrainOptions":
-        kw = {}
-        names = {f.name for f in fields(cls)}
-        for k, v in attrs.items():
-            if k in names:
-                if k == "hidden":
-                    v = tuple(int(x) for x in v)
-                elif hasattr(v, "item"):
-                    v = v.item()
-                if isinstance(v, bytes):
-                    v = v.decode()
-                kw[k] = v
-        return cls(**kw)
-
 
 #: Per-optimiser defaults of ``epochs`` and ``patience``.
 OPTIMIZER_DEFAULTS = {
