@@ -108,6 +108,25 @@ def test_train_stage_writes_self_contained_model(symmetry_file, tmp_path):
     assert np.all(n == 8)
 
 
+def test_train_stage_blocked_validation_split(symmetry_file, tmp_path):
+    from hdnnp.stages.train import train
+
+    opts = make_options("fast", epochs=3, val_fraction=0.25, val_split="blocked", seed=1, hidden=(4,))
+    train(symmetry_file / "symmetry.h5", tmp_path / "model.h5", opts, quiet=True)
+    pot = Potential.load(tmp_path / "model.h5")
+    assert pot.training["attrs"]["val_split"] == "blocked"
+    val = np.asarray(pot.training["validation_frames"])
+    with h5py.File(symmetry_file / "symmetry.h5") as h5:
+        source = h5["train/frames/source"][:]
+        step = h5["train/frames/step"][:]
+    # one source here: 6 of its 24 frames, consecutive in MD step order
+    order = np.argsort(step, kind="stable")
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    assert len(np.unique(source)) == 1 and len(val) == 6
+    assert np.array_equal(np.diff(np.sort(rank[val])), np.ones(5))
+
+
 def test_train_checkpoint_and_resume(symmetry_file, tmp_path):
     from hdnnp.stages.train import train
 

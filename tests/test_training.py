@@ -6,6 +6,7 @@ import pytest
 
 from _nn_fixtures import fitted_feature_set, frames_to_data, lj_frames, random_data, teacher_labels
 from hdnnp import nn
+from hdnnp.errors import HdnnpError
 from hdnnp.training.loop import data_statistics, initial_parameters, train_networks
 from hdnnp.training.loss import evaluate
 from hdnnp.training.presets import make_options
@@ -127,3 +128,37 @@ def test_lbfgs_learns_lennard_jones_liquid(lj_data):
     ev = evaluate(arch, result.theta, val, 0.0, gradient=False, forces=True)
     assert np.sqrt(ev.energy_mse_per_atom) / sigma_e < 0.2
     assert np.sqrt(ev.force_mse) / sigma_f < 0.25
+
+
+def test_blocked_validation_split_takes_one_contiguous_run_per_trajectory():
+    from hdnnp.stages.train import split_validation
+
+    # two trajectories interleaved round-robin (as prepare stores them), 20 frames each
+    source = np.tile([0, 1], 20)
+    step = np.repeat(np.arange(20) * 5, 2)
+    train, val = split_validation(40, 0.2, seed=4, mode="blocked", source=source, step=step)
+    assert len(val) == 8 and len(train) == 32
+    assert np.array_equal(np.sort(np.concatenate([train, val])), np.arange(40))
+    for s in (0, 1):
+        steps = np.sort(step[val[source[val] == s]])
+        assert len(steps) == 4
+        assert np.array_equal(np.diff(steps), [5, 5, 5])  # consecutive MD frames of that trajectory
+    # reproducible with the seed, and the start moves with another seed
+    assert np.array_equal(split_validation(40, 0.2, 4, "blocked", source, step)[1], val)
+    starts = {tuple(split_validation(40, 0.2, k, "blocked", source, step)[1]) for k in range(10)}
+    assert len(starts) > 1
+
+
+def test_random_validation_split_and_edge_cases():
+    from hdnnp.stages.train import split_validation
+
+    train, val = split_validation(50, 0.1, seed=0, mode="random")
+    assert len(val) == 5 and len(np.intersect1d(train, val)) == 0 and len(train) + len(val) == 50
+    assert np.diff(val).max() > 1  # not one block
+    for mode in ("random", "blocked"):
+        assert len(split_validation(10, 0.0, 0, mode)[1]) == 0
+        tr, va = split_validation(2, 0.9, 0, mode)  # never empties the training set
+        assert len(tr) == 1 and len(va) == 1
+        assert len(split_validation(3, 0.01, 0, mode)[1]) == 1  # a positive fraction keeps one frame
+    with pytest.raises(HdnnpError, match="--val-split"):
+        split_validation(10, 0.1, 0, "stratified")

@@ -6,8 +6,11 @@ every frame and the derivative pairs of the atoms whose forces are trained
 (``--force-fraction`` picks a random subset of atoms per box, so it also bounds memory). The
 whole training set is held in memory for every optimiser (L-BFGS, EKF and the derivative-free
 search need it; Adam draws its mini-batches from it); if the estimate exceeds ``--max-memory``
-the stage stops before loading and says what to change. A validation split (random frames,
-``--val-fraction``, ``--seed``) is taken from the training temperatures.
+the stage stops before loading and says what to change. A validation split (``--val-fraction``,
+``--val-split``, ``--seed``) is taken from the training temperatures: random frames by default (as
+n2p2), or ``blocked``, one contiguous run of frames per source trajectory. MD frames a few steps apart
+are near-copies, so the blocked split gives the more honest validation error; early stopping on it
+can stop sooner (see the README).
 """
 
 from __future__ import annotations
@@ -134,14 +137,41 @@ def read_block(group: h5py.Group, elements, f0: int, f1: int, derivatives: bool,
                         frame_index=np.arange(f0, f1))
 
 
-def split_validation(n_frames: int, val_fraction: float, seed: int) -> tuple:
-    """(train frames, validation frames), sorted; the validation frames are random (``seed``)."""
-    n_val = int(round(val_fraction * n_frames))
-    if val_fraction > 0 and n_frames >= 2:
-        n_val = min(max(n_val, 1), n_frames - 1)
+def split_validation(n_frames: int, val_fraction: float, seed: int, mode: str = "blocked",
+                     source=None, step=None) -> tuple:
+    """(train frames, validation frames), both sorted index arrays into the ``n_frames`` frames.
+
+    ``random``: ``round(val_fraction * n_frames)`` frames drawn at random (``seed``).
+    ``blocked``: for each source trajectory (``source``: one integer per frame; frames ordered by
+    ``step`` within it), one contiguous run of ``round(val_fraction * n_source)`` frames at a random
+    (``seed``) start; without ``source`` all frames form one trajectory in their stored order.
+    At least one frame is kept for validation and one for training when ``val_fraction > 0``.
+    """
+    if mode not in ("blocked", "random"):
+        raise HdnnpError(f"--val-split must be 'blocked' or 'random', not '{mode}'")
+    rng = np.random.default_rng(seed)
+    if val_fraction <= 0 or n_frames < 2:
+        return np.arange(n_frames), np.zeros(0, np.int64)
+    if mode == "random":
+        n_val = min(max(int(round(val_fraction * n_frames)), 1), n_frames - 1)
+        val = np.sort(rng.choice(n_frames, size=n_val, replace=False))
     else:
-        n_val = 0
-    val = np.sort(np.random.default_rng(seed).choice(n_frames, size=n_val, replace=False))
+        source = np.zeros(n_frames, np.int64) if source is None else np.asarray(source)
+        step = np.arange(n_frames) if step is None else np.asarray(step)
+        picked = []
+        for s in np.unique(source):
+            members = np.flatnonzero(source == s)
+            members = members[np.argsort(step[members], kind="stable")]
+            n_val = min(int(round(val_fraction * len(members))), len(members))
+            if n_val == 0:
+                continue
+            start = int(rng.integers(0, len(members) - n_val + 1))
+            picked.append(members[start:start + n_val])
+        val = np.sort(np.concatenate(picked)) if picked else np.zeros(0, np.int64)
+        if len(val) == 0:  # every source too short for one frame: take one frame anyway
+            val = np.array([int(rng.integers(n_frames))])
+        if len(val) == n_frames:  # keep one training frame
+            val = val[1:]
     train = np.setdiff1d(np.arange(n_frames), val)
     return train, val
 
@@ -197,9 +227,12 @@ def train(symmetry_path, output_path, options: TrainOptions, overwrite: bool = F
                 "or raise --max-memory")
         data = load_training_data(group, feature_set.elements, with_forces, options.force_fraction,
                                   np.random.default_rng(options.seed))
+        source = group["frames/source"][:] if "frames/source" in group else None
+        step = group["frames/step"][:] if "frames/step" in group else None
     if data.n_frames == 0:
         raise HdnnpError(f"{symmetry_path}: the training set is empty")
-    train_idx, val_idx = split_validation(data.n_frames, options.val_fraction, options.seed)
+    train_idx, val_idx = split_validation(data.n_frames, options.val_fraction, options.seed,
+                                          options.val_split, source, step)
     train_data = data.subset(train_idx)
     val_data = data.subset(val_idx) if len(val_idx) else None
     del data

@@ -37,6 +37,7 @@ class TrainOptions:
     force_weight: float = -1.0  # Å²/atom²; < 0: automatic, var(E/N) / mean(F²)
     force_fraction: float = 1.0  # fraction of atoms per box whose forces are trained
     val_fraction: float = 0.1
+    val_split: str = "random"  # random frames (as n2p2); blocked: one contiguous run of frames per trajectory
     patience: int = -1  # epochs without validation improvement before stopping; 0: never; -1: optimiser default
     checkpoint_every: int = 0  # epochs; 0: no checkpoints
     seed: int = 0
@@ -95,6 +96,8 @@ def make_options(preset: str = "default", **overrides) -> TrainOptions:
         raise HdnnpError("--force-fraction must be in (0, 1]")
     if not 0 <= opts.val_fraction < 1:
         raise HdnnpError("--val-fraction must be in [0, 1)")
+    if opts.val_split not in ("blocked", "random"):
+        raise HdnnpError(f"--val-split must be 'blocked' or 'random', not '{opts.val_split}'")
     if any(h < 1 for h in opts.hidden):
         raise HdnnpError("hidden layer widths must be positive")
     return opts
