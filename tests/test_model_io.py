@@ -127,6 +127,26 @@ def test_train_stage_blocked_validation_split(symmetry_file, tmp_path):
     assert np.array_equal(np.diff(np.sort(rank[val])), np.ones(5))
 
 
+def test_train_stage_runs_blas_on_one_thread(symmetry_file, tmp_path, monkeypatch):
+    """The EKF amplifies the rounding differences of multi-threaded BLAS into different weights, so
+    training pins BLAS to one thread: the result does not depend on the machine's core count."""
+    import hdnnp.stages.train as stage
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    seen = []
+    original = stage.train_networks
+
+    def spy(*args, **kwargs):
+        seen.extend(p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(stage, "train_networks", spy)
+    with threadpool_limits(limits=2, user_api="blas"):
+        stage.train(symmetry_file / "symmetry.h5", tmp_path / "model.h5",
+                    make_options("fast", epochs=2, hidden=(4,)), quiet=True)
+    assert seen and set(seen) == {1}
+
+
 def test_train_checkpoint_and_resume(symmetry_file, tmp_path):
     from hdnnp.stages.train import train
 

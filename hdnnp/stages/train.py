@@ -21,6 +21,7 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from hdnnp import nn
 from hdnnp.elements import symbol
@@ -269,9 +270,13 @@ def train(symmetry_path, output_path, options: TrainOptions, overwrite: bool = F
                         training_record(state["log"], {"checkpoint_epoch": state["epoch"]}))
         _write_checkpoint(checkpoint_path, pot, state, options)
 
-    result = train_networks(arch, train_data, val_data, options, theta0, reference,
-                            checkpoint=checkpoint if options.checkpoint_every else None,
-                            resume=resume_state, quiet=quiet)
+    # One BLAS thread: the matrices here are small (EKF: P is n_weights², 721² for 30-15-15-1), so
+    # threads gain nothing, and the weights then do not depend on the machine's core count (the
+    # EKF's sequential updates amplify the rounding differences of multi-threaded BLAS).
+    with threadpool_limits(limits=1, user_api="blas"):
+        result = train_networks(arch, train_data, val_data, options, theta0, reference,
+                                checkpoint=checkpoint if options.checkpoint_every else None,
+                                resume=resume_state, quiet=quiet)
     attrs = dict(force_weight=result.force_weight, loss_scale=result.loss_scale,
                  best_epoch=result.best_epoch, stop_reason=result.stop_reason,
                  n_train_frames=len(train_idx), n_validation_frames=len(val_idx), device=device)
