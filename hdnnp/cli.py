@@ -222,7 +222,7 @@ def _parse_hidden(text):
 @click.option("--force-fraction", type=float, default=None,
               help="Fraction of atoms per box whose forces are trained (saves memory).")
 @click.option("--val-fraction", type=float, default=None, help="Fraction of training frames kept for validation.")
-@click.option("--val-split", type=click.Choice(["blocked", "random"]), default=None,
+@click.option("--val-split", type=click.Choice(["random", "blocked"]), default=None,
               help="Validation frames: random (default) or one contiguous block per trajectory.")
 @click.option("--patience", type=int, default=None, help="Stop after this many epochs without validation gain (0: never).")
 @click.option("--checkpoint-every", type=int, default=None, help="Write OUTPUT.checkpoint every N epochs.")

@@ -30,7 +30,7 @@ from hdnnp.h5io import atomic_output, check_can_write, check_feature_sets_match,
 from hdnnp.model import Potential, model_path_for_checkpoint
 from hdnnp.training.loop import initial_parameters, train_networks
 from hdnnp.training.loss import ElementBlock, TrainingData
-from hdnnp.training.presets import TrainOptions
+from hdnnp.training.presets import TrainOptions, check_val_split
 
 BYTES_PER_MB = 1024.0 ** 2
 CHUNK_FRAMES = 256
@@ -138,7 +138,7 @@ def read_block(group: h5py.Group, elements, f0: int, f1: int, derivatives: bool,
                         frame_index=np.arange(f0, f1))
 
 
-def split_validation(n_frames: int, val_fraction: float, seed: int, mode: str = "blocked",
+def split_validation(n_frames: int, val_fraction: float, seed: int, mode: str = "random",
                      source=None, step=None) -> tuple:
     """(train frames, validation frames), both sorted index arrays into the ``n_frames`` frames.
 
@@ -148,8 +148,7 @@ def split_validation(n_frames: int, val_fraction: float, seed: int, mode: str = 
     (``seed``) start; without ``source`` all frames form one trajectory in their stored order.
     At least one frame is kept for validation and one for training when ``val_fraction > 0``.
     """
-    if mode not in ("blocked", "random"):
-        raise HdnnpError(f"--val-split must be 'blocked' or 'random', not '{mode}'")
+    check_val_split(mode)
     rng = np.random.default_rng(seed)
     if val_fraction <= 0 or n_frames < 2:
         return np.arange(n_frames), np.zeros(0, np.int64)

@@ -79,6 +79,15 @@ PRESETS = {
 }
 
 
+#: Ways to pick the validation frames (``--val-split``), the default first.
+VAL_SPLITS = ("random", "blocked")
+
+
+def check_val_split(mode: str) -> None:
+    if mode not in VAL_SPLITS:
+        raise HdnnpError(f"--val-split must be one of {', '.join(VAL_SPLITS)}, not '{mode}'")
+
+
 def make_options(preset: str = "default", **overrides) -> TrainOptions:
     """The preset's options with the given (non-None) overrides applied."""
     if preset not in PRESETS:
@@ -98,8 +107,7 @@ def make_options(preset: str = "default", **overrides) -> TrainOptions:
         raise HdnnpError("--force-fraction must be in (0, 1]")
     if not 0 <= opts.val_fraction < 1:
         raise HdnnpError("--val-fraction must be in [0, 1)")
-    if opts.val_split not in ("blocked", "random"):
-        raise HdnnpError(f"--val-split must be 'blocked' or 'random', not '{opts.val_split}'")
+    check_val_split(opts.val_split)
     if any(h < 1 for h in opts.hidden):
         raise HdnnpError("hidden layer widths must be positive")
     return opts
