@@ -224,6 +224,9 @@ def _parse_hidden(text):
 @click.option("--val-fraction", type=float, default=None, help="Fraction of training frames kept for validation.")
 @click.option("--val-split", type=click.Choice(["random", "blocked"]), default=None,
               help="Validation frames: random (default) or one contiguous block per trajectory.")
+@click.option("--ekf-type", type=click.Choice(["standard", "fading"]), default=None,
+              help="ekf: standard (learning rate eta rising from 0.01 to 1; n2p2's kalman_type 0) or fading "
+                   "memory (forgetting factor lambda; kalman_type 1) [preset default: standard].")
 @click.option("--patience", type=int, default=None, help="Stop after this many epochs without validation gain (0: never).")
 @click.option("--checkpoint-every", type=int, default=None, help="Write OUTPUT.checkpoint every N epochs.")
 @click.option("--resume", is_flag=True, help="Continue from OUTPUT.checkpoint.")

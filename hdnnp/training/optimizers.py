@@ -13,21 +13,28 @@ optimiser keeps between epochs, stored in checkpoints for ``--resume``.
   run is identical to an uninterrupted one.
 - ``adam``: Kingma & Ba (2015) on mini-batches of ``batch_boxes`` boxes, frames reshuffled
   each epoch. Epoch = one pass over the training boxes.
-- ``ekf``: extended Kalman filter with fading memory (Blank & Brown 1994; n2p2's
-  ``kalman_type 1``, Singraber et al., JCTC 15, 3075 (2019)), one update per box energy and one
-  per box for ``ekf_force_components`` random force components::
+- ``ekf``: extended Kalman filter (Singraber et al., JCTC 15, 3075 (2019), as in n2p2), one
+  update per box energy and one per box for ``ekf_force_components`` random force components::
 
-      A = H^T P H + lambda I          (m x m; m = 1 for an energy, k for k force components)
+      A = H^T P H + R I               (m x m; m = 1 for an energy, k for k force components)
       K = P H A^-1
       theta <- theta + K xi           xi = (reference - prediction) / sigma
       P <- (P - K H^T P) / lambda + q I
-      lambda <- nu lambda + 1 - nu    (lambda_0 = 0.99, nu = 0.9987: lambda -> 1)
       q = max(q_0 exp(-epoch / q_tau), q_min)
 
-  with P_0 = I / epsilon. Residuals and Jacobians H are divided by sigma_E (the spread of
-  energies per atom) or sigma_F (the RMS reference force), so that lambda ~ 1 is a
-  measurement noise of the order of the data spread; energy and force updates alternate.
-  Epoch = one pass over the training boxes.
+  with P_0 = I / epsilon and two variants (``ekf_type``):
+
+  - ``standard`` (n2p2's ``kalman_type 0``, the default): R = 1 / eta, lambda = 1, with the
+    learning rate eta = min(eta_0 exp(epoch / eta_tau), eta_max) (0.01 → 1 over ~10 epochs), so
+    the first epochs take damped steps;
+  - ``fading`` (``kalman_type 1``; Blank & Brown 1994): R = lambda, the forgetting factor
+    lambda <- nu lambda + 1 - nu after every update (lambda_0 = 0.99, nu = 0.9987: lambda -> 1).
+    Its undamped first steps diverged on several of our data sets (README, "Accuracy by
+    optimiser").
+
+  Residuals and Jacobians H are divided by sigma_E (the spread of energies per atom) or sigma_F
+  (the RMS reference force), so that R ~ 1 is a measurement noise of the order of the data
+  spread; energy and force updates alternate. Epoch = one pass over the training boxes.
 - ``derivative-free``: SciPy Powell's method (bounded, |theta_k| <= ``weight_bound``, default 10;
   output biases within ±bound of their initial reference energy) on the
   full training loss, at most ``max_evals`` loss evaluations (the seed's approach: 80 000).
@@ -188,6 +195,14 @@ def _frame_jacobians(arch, theta, data: TrainingData, f: int, rng, n_force: int)
     return out
 
 
+def ekf_measurement_noise(options, epoch: int, lam: float) -> float:
+    """R of the EKF update (A = H^T P H + R I): 1/eta for ``standard``, with
+    eta = min(eta_0 exp(epoch / eta_tau), eta_max); the forgetting factor ``lam`` for ``fading``."""
+    if options.ekf_type == "standard":
+        return 1.0 / min(options.ekf_eta0 * np.exp(epoch / options.ekf_etatau), options.ekf_etamax)
+    return lam
+
+
 def run_ekf(objective: Objective, theta, options, on_epoch, state: dict, rng, sigma_energy: float,
             sigma_force: float):
     data = objective.data
@@ -200,29 +215,30 @@ def run_ekf(objective: Objective, theta, options, on_epoch, state: dict, rng, si
     theta = theta.copy()
     n_force = int(options.ekf_force_components) if objective.force_weight > 0 else 0
 
-    def update(H, xi, q):
+    def update(H, xi, q, epoch):
         nonlocal P, lam
         PH = P @ H
-        A = H.T @ PH + lam * np.eye(H.shape[1])
+        A = H.T @ PH + ekf_measurement_noise(options, epoch, lam) * np.eye(H.shape[1])
         K = np.linalg.solve(A, PH.T).T
         theta[:] += K @ xi
         P -= K @ PH.T  # in place: P is the largest array here
-        P *= 1.0 / lam
+        if options.ekf_type == "fading":
+            P *= 1.0 / lam
+            lam = options.ekf_nu * lam + 1.0 - options.ekf_nu
         P.flat[::n_par + 1] += q
-        lam = options.ekf_nu * lam + 1.0 - options.ekf_nu
 
     for epoch in range(epoch0, epoch0 + int(options.epochs)):
         q = max(options.ekf_q0 * np.exp(-epoch / options.ekf_qtau), options.ekf_qmin)
         for f in rng.permutation(data.n_frames):
             jac = _frame_jacobians(objective.arch, theta, data, int(f), rng, 0)
             xi = np.array([(jac["ref_energy_per_atom"] - jac["energy_per_atom"]) / sigma_energy])
-            update(jac["h_energy"][:, None] / sigma_energy, xi, q)
+            update(jac["h_energy"][:, None] / sigma_energy, xi, q, epoch)
             objective.n_evals += 1
             if n_force:
                 jac = _frame_jacobians(objective.arch, theta, data, int(f), rng, n_force)
                 if "h_force" in jac:
                     xi = (jac["force_ref"] - jac["force_pred"]) / sigma_force
-                    update(jac["h_force"] / sigma_force, xi, q)
+                    update(jac["h_force"] / sigma_force, xi, q, epoch)
         P = 0.5 * (P + P.T)  # remove the rounding asymmetry once per epoch
         state.update(ekf_P=P, ekf_lambda=lam, ekf_epoch=epoch + 1)
         if on_epoch(theta.copy()):

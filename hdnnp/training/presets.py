@@ -47,6 +47,7 @@ class TrainOptions:
     weight_bound: float = 0.0  # |theta| bound (lbfgs, adam; derivative-free uses 10 if 0)
     time_limit: float = 0.0  # seconds of training; 0: none
     max_memory_mb: float = 4096.0  # in-memory training data budget
+    ekf_type: str = "standard"  # standard (n2p2 kalman_type 0: learning rate eta) or fading (type 1: lambda)
     ekf_epsilon: float = 0.01  # P_0 = I / epsilon
     ekf_q0: float = 0.01
     ekf_qmin: float = 1e-6
@@ -54,6 +55,9 @@ class TrainOptions:
     ekf_lambda0: float = 0.99
     ekf_nu: float = 0.9987
     ekf_force_components: int = 4
+    ekf_eta0: float = 0.01  # standard: eta = min(eta0 exp(epoch / etatau), etamax)
+    ekf_etatau: float = 2.302  # epochs
+    ekf_etamax: float = 1.0
 
     def as_attrs(self) -> dict:
         out = {}
@@ -78,6 +82,9 @@ PRESETS = {
     "fast": dict(optimizer="lbfgs", hidden=(10, 10), epochs=200, patience=30),
 }
 
+
+#: Variants of the extended Kalman filter (``--ekf-type``), the default first.
+EKF_TYPES = ("standard", "fading")
 
 #: Ways to pick the validation frames (``--val-split``), the default first.
 VAL_SPLITS = ("random", "blocked")
@@ -108,6 +115,8 @@ def make_options(preset: str = "default", **overrides) -> TrainOptions:
     if not 0 <= opts.val_fraction < 1:
         raise HdnnpError("--val-fraction must be in [0, 1)")
     check_val_split(opts.val_split)
+    if opts.ekf_type not in EKF_TYPES:
+        raise HdnnpError(f"--ekf-type must be one of {', '.join(EKF_TYPES)}, not '{opts.ekf_type}'")
     if any(h < 1 for h in opts.hidden):
         raise HdnnpError("hidden layer widths must be positive")
     return opts
