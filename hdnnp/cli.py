@@ -214,7 +214,9 @@ def _parse_hidden(text):
 @click.option("--epochs", type=int, default=None,
               help="Max epochs in total, counting those before --resume (lbfgs: iterations; adam/ekf: "
                    "passes over the boxes; derivative-free: Powell sweeps) [optimiser default].")
-@click.option("--batch-boxes", type=int, default=None, help="Boxes per Adam mini-batch (NUMBER_OF_BOXES_TO_OPT).")
+@click.option("--batch-boxes", type=int, default=None,
+              help="NUMBER_OF_BOXES_TO_OPT: boxes per Adam mini-batch, and per block when the loss of a "
+                   "whole set is evaluated (lbfgs, derivative-free, validation) to bound memory [32].")
 @click.option("--learning-rate", type=float, default=None, help="Adam step size.")
 @click.option("--forces/--no-forces", "use_forces", default=None, help="Train on forces when the data has them.")
 @click.option("--force-weight", type=float, default=None,

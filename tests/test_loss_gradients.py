@@ -65,6 +65,40 @@ def test_subset_reindexes_consistently():
     np.testing.assert_allclose(ev.forces_pred, full.forces_pred[np.concatenate([a2, a0])], rtol=1e-12)
 
 
+@pytest.mark.parametrize("block_boxes", [1, 2, 3])
+@pytest.mark.parametrize("force_weight", [0.0, 0.3])
+def test_blocked_evaluation_equals_one_pass(block_boxes, force_weight):
+    """--batch-boxes: evaluating in blocks of boxes gives the one-pass loss, gradient and predictions."""
+    rng = np.random.default_rng(7)
+    data = random_data(rng, n_frames=7)
+    arch = nn.Architecture(elements=data.elements, n_inputs={29: 4, 16: 3}, hidden=(5, 4))
+    theta = nn.init_parameters(arch, rng, {29: -1.0, 16: -2.0}, output_scale=1.0)
+    theta += 0.1 * rng.normal(size=theta.shape)
+    full = evaluate(arch, theta, data, force_weight, forces=True)
+    part = evaluate(arch, theta, data, force_weight, forces=True, block_boxes=block_boxes)
+    np.testing.assert_allclose(part.loss, full.loss, rtol=1e-13)
+    np.testing.assert_allclose(part.gradient, full.gradient, rtol=1e-11, atol=1e-14 * np.abs(full.gradient).max())
+    np.testing.assert_allclose(part.energy_pred, full.energy_pred, rtol=1e-13)
+    np.testing.assert_allclose(part.atomic_energy, full.atomic_energy, rtol=1e-13)
+    np.testing.assert_allclose(part.forces_pred, full.forces_pred, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose([part.energy_mse_per_atom, part.force_mse],
+                               [full.energy_mse_per_atom, full.force_mse], rtol=1e-13)
+
+
+def test_frame_range_is_a_view_reindexed():
+    data, arch, theta = _setup()
+    view = data.frame_range(1, 3)
+    for z, blk in view.blocks.items():
+        assert np.shares_memory(blk.values, data.blocks[z].values)
+        assert np.shares_memory(blk.dvalues, data.blocks[z].dvalues)
+    full = evaluate(arch, theta, data, 0.0, gradient=False, forces=True)
+    ev = evaluate(arch, theta, view, 0.0, gradient=False, forces=True)
+    a0, a1 = data.atom_offset[1], data.atom_offset[3]
+    np.testing.assert_allclose(ev.energy_pred, full.energy_pred[1:3], rtol=1e-13)
+    np.testing.assert_allclose(ev.forces_pred, full.forces_pred[a0:a1], rtol=1e-12)
+    np.testing.assert_array_equal(view.force_mask, data.force_mask[a0:a1])
+
+
 def test_element_reference_energies_least_squares():
     data, _, _ = _setup()
     counts = np.array([[np.diff(data.blocks[z].row_offset)[f] for z in data.elements] for f in range(data.n_frames)])

@@ -21,14 +21,15 @@ def cp():
     return cupy
 
 
-def test_loss_and_gradient_cpu_gpu_agree(cp):
+@pytest.mark.parametrize("block_boxes", [0, 4])
+def test_loss_and_gradient_cpu_gpu_agree(cp, block_boxes):
     rng = np.random.default_rng(0)
     nf = {29: 4, 16: 3}
     data = random_data(rng, n_frames=6, n_features=nf)
     arch = nn.Architecture(elements=(16, 29), n_inputs=nf, hidden=(5, 4))
     theta = nn.init_parameters(arch, rng, {29: -1.0, 16: -2.0}, output_scale=1.0)
     cpu = evaluate(arch, theta, data, 0.5)
-    gpu = evaluate(arch, cp.asarray(theta), data.to(cp), 0.5)
+    gpu = evaluate(arch, cp.asarray(theta), data.to(cp), 0.5, block_boxes=block_boxes)
     assert gpu.loss == pytest.approx(cpu.loss, rel=1e-12)
     np.testing.assert_allclose(cp.asnumpy(gpu.gradient), cpu.gradient, rtol=1e-10, atol=1e-14)
     np.testing.assert_allclose(cp.asnumpy(gpu.forces_pred), cpu.forces_pred, rtol=1e-10, atol=1e-14)

@@ -185,3 +185,19 @@ def test_ekf_measurement_noise_schedule():
     assert ekf_measurement_noise(std, 10, 0.99) == pytest.approx(100.0 * np.exp(-10 / 2.302))
     assert ekf_measurement_noise(std, 11, 0.99) == 1.0
     assert ekf_measurement_noise(make_options("default", ekf_type="fading"), 0, 0.993) == 0.993
+
+
+def test_lbfgs_with_batch_boxes_follows_the_one_pass_run(teacher_data):
+    """--batch-boxes splits L-BFGS's full-set loss into blocks; the run must be the one-pass run."""
+    train, val = teacher_data
+    arch = nn.Architecture(elements=(16, 29), n_inputs=NF, hidden=(6,))
+    theta0, ref = initial_parameters(arch, train, seed=0)
+    runs = [train_networks(arch, train, val, make_options("default", optimizer="lbfgs", epochs=20, patience=0,
+                                                          batch_boxes=bb), theta0, ref, quiet=True)
+            for bb in (1000, 5)]
+    assert len(runs[0].log["epoch"]) == len(runs[1].log["epoch"]) == 20
+    np.testing.assert_allclose(runs[1].log["train_loss"], runs[0].log["train_loss"], rtol=1e-8)
+    np.testing.assert_allclose(runs[1].log["val_energy_rmse"], runs[0].log["val_energy_rmse"], rtol=1e-8)
+    np.testing.assert_allclose(runs[1].theta, runs[0].theta, rtol=1e-6, atol=1e-9)
+    with pytest.raises(HdnnpError, match="--batch-boxes"):
+        make_options("default", batch_boxes=0)

@@ -121,6 +121,33 @@ class TrainingData:
             temperature=None if self.temperature is None else self.temperature[frames],
         )
 
+    def frame_range(self, start: int, stop: int) -> "TrainingData":
+        """Frames [start, stop) as views of this data's descriptor arrays (no copy), re-indexed.
+
+        Rows and derivative pairs are stored frame by frame, so the frames of a range are
+        contiguous slices; only the index arrays are shifted (new, small integer arrays).
+        """
+        a0, a1 = int(self.atom_offset[start]), int(self.atom_offset[stop])
+        blocks = {}
+        for z, blk in self.blocks.items():
+            r0, r1 = int(blk.row_offset[start]), int(blk.row_offset[stop])
+            kw = dict(values=blk.values[r0:r1], row_frame=blk.row_frame[r0:r1] - start,
+                      atom_index=blk.atom_index[r0:r1] - a0,
+                      row_offset=blk.row_offset[start:stop + 1] - r0)
+            if blk.has_pairs:
+                p0, p1 = int(blk.pair_offset[start]), int(blk.pair_offset[stop])
+                kw.update(pair_row=blk.pair_row[p0:p1] - r0, pair_atom=blk.pair_atom[p0:p1] - a0,
+                          dvalues=blk.dvalues[p0:p1], pair_offset=blk.pair_offset[start:stop + 1] - p0)
+            blocks[z] = ElementBlock(**kw)
+        return replace(
+            self, energy=self.energy[start:stop], n_atoms=self.n_atoms[start:stop],
+            atom_offset=self.atom_offset[start:stop + 1] - a0, blocks=blocks,
+            forces=None if self.forces is None else self.forces[a0:a1],
+            force_mask=None if self.force_mask is None else self.force_mask[a0:a1],
+            frame_index=None if self.frame_index is None else self.frame_index[start:stop],
+            temperature=None if self.temperature is None else self.temperature[start:stop],
+        )
+
     def to(self, xp) -> "TrainingData":
         """Copy of the arrays on another backend (numpy or cupy)."""
         conv = xp.asarray if xp is not np else _np
@@ -165,20 +192,53 @@ class Evaluation:
 
 
 def evaluate(arch: nn.Architecture, theta, data: TrainingData, force_weight: float = 0.0,
-             gradient: bool = True, forces: bool | None = None) -> Evaluation:
+             gradient: bool = True, forces: bool | None = None, block_boxes: int = 0) -> Evaluation:
     """Loss L (see module docstring), its gradient dL/dtheta and the predictions.
 
     ``forces``: compute predicted forces (default: when the data has them and ``force_weight``
     > 0, or when a gradient is not needed and the data has pairs). The force term enters the
     loss only when ``force_weight`` > 0 and reference forces exist.
+
+    ``block_boxes`` > 0 (``--batch-boxes``, NUMBER_OF_BOXES_TO_OPT) evaluates the frames in
+    consecutive blocks of that many boxes and sums the blocks' contributions, each normalised
+    by the counts of the whole set, so loss, gradient and predictions are those of one pass
+    (to rounding) while the temporaries (activations, per-pair products) scale with the
+    block, not with the set.
     """
     xp = data.xp
-    views = nn.unflatten(arch, theta)
     n_frames = data.n_frames
-    n_atoms = xp.asarray(data.n_atoms.astype(np.float64))
     use_force_loss = force_weight > 0 and data.has_forces
     if forces is None:
         forces = use_force_loss or (not gradient and data.has_forces)
+    n_comp = 0
+    if forces and data.forces is not None:
+        n_comp = 3 * (int(data.force_mask.sum()) if data.force_mask is not None else data.n_atoms_total)
+    step = int(block_boxes) if block_boxes and 0 < int(block_boxes) < n_frames else max(n_frames, 1)
+    views = nn.unflatten(arch, theta)
+    parts = [_evaluate_part(arch, views, data.frame_range(a, min(a + step, n_frames)) if step < n_frames else data,
+                            force_weight if use_force_loss else 0.0, gradient, forces, n_frames, n_comp)
+             for a in range(0, max(n_frames, 1), step)]
+    energy_mse = sum(p["energy_sse"] for p in parts) / n_frames if n_frames else float("nan")
+    force_mse = sum(p["force_sse"] for p in parts) / n_comp if n_comp else float("nan")
+    loss = energy_mse + (force_weight * force_mse if use_force_loss and n_comp else 0.0)
+    grad = None
+    if gradient:
+        grad = parts[0]["gradient"]
+        for p in parts[1:]:
+            grad = grad + p["gradient"]
+    cat = (lambda key: parts[0][key] if len(parts) == 1 else xp.concatenate([p[key] for p in parts]))
+    return Evaluation(float(loss), grad, cat("energy_pred"), cat("forces_pred") if forces else None,
+                      energy_mse, force_mse, cat("atomic_energy"))
+
+
+def _evaluate_part(arch, views, data: TrainingData, force_weight: float, gradient: bool, forces: bool,
+                   n_frames_total: int, n_comp_total: int) -> dict:
+    """One block of :func:`evaluate`: predictions, sums of squared errors, and the gradient of
+    sum_b ((E_b - E_ref)/N_b)² / n_frames_total + w_F sum_jc (F - F_ref)² / n_comp_total
+    over the block's frames (so that the blocks' gradients add up to dL/dtheta)."""
+    xp = data.xp
+    n_frames = data.n_frames
+    n_atoms = xp.asarray(data.n_atoms.astype(np.float64))
     caches = {}
     energy_pred = xp.zeros(n_frames)
     atomic_energy = xp.zeros(data.n_atoms_total)
@@ -189,33 +249,26 @@ def evaluate(arch: nn.Architecture, theta, data: TrainingData, force_weight: flo
         atomic_energy[blk.atom_index] = e_i
         energy_pred = energy_pred + nn.scatter_add_rows(xp, blk.row_frame, e_i, n_frames)
     err_e = (energy_pred - data.energy) / n_atoms
-    energy_mse = float(xp.mean(err_e ** 2)) if n_frames else float("nan")
-    loss = energy_mse
-    forces_pred = None
-    g_in = {}
+    out = dict(energy_pred=energy_pred, atomic_energy=atomic_energy, forces_pred=None,
+               energy_sse=float(xp.sum(err_e ** 2)), force_sse=0.0, gradient=None)
+    phi = None
     if forces:
         forces_pred = xp.zeros((data.n_atoms_total, 3))
         for z, blk in data.blocks.items():
             if not blk.has_pairs:
                 continue
             g = nn.input_gradient(views[z][0], caches[z], xp)
-            g_in[z] = g
             forces_pred = forces_pred + nn.forces_from_input_gradient(
                 g, blk.pair_row, blk.pair_atom, blk.dvalues, data.n_atoms_total, xp)
-    force_mse = float("nan")
-    phi = None
-    if forces and data.forces is not None:
-        mask = data.force_mask if data.force_mask is not None else xp.ones(data.n_atoms_total, bool)
-        diff = (forces_pred - data.forces) * mask[:, None]
-        n_comp = 3 * int(mask.sum())
-        if n_comp:
-            force_mse = float((diff ** 2).sum() / n_comp)
-            if use_force_loss:
-                loss += force_weight * force_mse
-                phi = 2.0 * force_weight * diff / n_comp
-    grad = None
+        out["forces_pred"] = forces_pred
+        if data.forces is not None and n_comp_total:
+            mask = data.force_mask if data.force_mask is not None else xp.ones(data.n_atoms_total, bool)
+            diff = (forces_pred - data.forces) * mask[:, None]
+            out["force_sse"] = float((diff ** 2).sum())
+            if force_weight > 0:
+                phi = 2.0 * force_weight * diff / n_comp_total
     if gradient:
-        c_frame = 2.0 * err_e / n_atoms / max(n_frames, 1)
+        c_frame = 2.0 * err_e / n_atoms / max(n_frames_total, 1)
         grads = {}
         for z, blk in data.blocks.items():
             u = None
@@ -223,8 +276,8 @@ def evaluate(arch: nn.Architecture, theta, data: TrainingData, force_weight: flo
                 u = nn.input_adjoint_from_force_adjoint(phi, blk.pair_row, blk.pair_atom, blk.dvalues,
                                                         blk.values.shape[0], xp)
             grads[z] = nn.backward(views[z][0], caches[z], c_frame[blk.row_frame], u, xp)
-        grad = nn.flatten_gradients(arch, grads, xp)
-    return Evaluation(float(loss), grad, energy_pred, forces_pred, energy_mse, force_mse, atomic_energy)
+        out["gradient"] = nn.flatten_gradients(arch, grads, xp)
+    return out
 
 
 def element_reference_energies(data: TrainingData) -> dict:

@@ -7,6 +7,9 @@ calls ``on_epoch(theta)`` after every epoch (defined per optimiser below); ``on_
 True to stop (early stopping, time limit). ``state`` is a dict of NumPy arrays / numbers the
 optimiser keeps between epochs, stored in checkpoints for ``--resume``.
 
+Full-set losses (``lbfgs``, ``derivative-free``) are evaluated ``batch_boxes`` boxes at a time
+and summed (:func:`hdnnp.training.loss.evaluate`), the same loss and gradient in less memory.
+
 - ``lbfgs``: SciPy L-BFGS-B on the full training set with analytic gradients, optional box
   bounds |theta_k| <= ``weight_bound`` (output biases: ±bound around their initial value).
   Epoch = one L-BFGS iteration; the curvature memory restarts at every checkpoint, so a resumed
@@ -60,8 +63,9 @@ class _Stop(Exception):
 class Objective:
     """f(theta) = L(theta) / loss_scale and its gradient on NumPy vectors, the last evaluation cached."""
 
-    def __init__(self, arch, data: TrainingData, force_weight: float, loss_scale: float):
+    def __init__(self, arch, data: TrainingData, force_weight: float, loss_scale: float, block_boxes: int = 0):
         self.arch, self.data, self.force_weight, self.loss_scale = arch, data, force_weight, loss_scale
+        self.block_boxes = block_boxes  # evaluate in blocks of this many boxes (0: all at once)
         self.n_evals = 0
         self._last = None
 
@@ -70,7 +74,8 @@ class Objective:
         if self._last is not None and self._last[0] == key and (self._last[2] or not gradient):
             return self._last[1]
         xp = self.data.xp
-        ev = evaluate(self.arch, xp.asarray(theta), self.data, self.force_weight, gradient=gradient)
+        ev = evaluate(self.arch, xp.asarray(theta), self.data, self.force_weight, gradient=gradient,
+                      block_boxes=self.block_boxes)
         self.n_evals += 1
         self._last = (key, ev, gradient)
         return ev

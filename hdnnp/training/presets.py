@@ -37,7 +37,7 @@ class TrainOptions:
     optimizer: str = "ekf"
     hidden: tuple = (15, 15)
     epochs: int = 0  # lbfgs: iterations; adam/ekf: passes over the boxes; dfo: Powell sweeps; 0: optimiser default
-    batch_boxes: int = 32  # NUMBER_OF_BOXES_TO_OPT: boxes per Adam mini-batch / evaluation block
+    batch_boxes: int = 32  # NUMBER_OF_BOXES_TO_OPT: boxes per Adam mini-batch and per evaluation block
     learning_rate: float = 3e-3  # adam
     use_forces: bool = True
     force_weight: float = -1.0  # Å²/atom²; < 0: automatic, var(E/N) / mean(F²)
@@ -114,6 +114,8 @@ def make_options(preset: str = "default", **overrides) -> TrainOptions:
         opts = replace(opts, **fill)
     if opts.optimizer not in ("lbfgs", "adam", "ekf", "derivative-free"):
         raise HdnnpError(f"unknown optimizer '{opts.optimizer}'")
+    if opts.batch_boxes < 1:
+        raise HdnnpError("--batch-boxes must be at least 1")
     if not 0 < opts.force_fraction <= 1:
         raise HdnnpError("--force-fraction must be in (0, 1]")
     if not 0 <= opts.val_fraction < 1:
