@@ -216,7 +216,7 @@ def _parse_hidden(text):
                    "passes over the boxes; derivative-free: Powell sweeps) [optimiser default].")
 @click.option("--batch-boxes", type=int, default=None,
               help="NUMBER_OF_BOXES_TO_OPT: boxes per Adam mini-batch, and per block when the loss of a "
-                   "whole set is evaluated (lbfgs, derivative-free, validation) to bound memory [32].")
+                   "whole set is evaluated with forces (lbfgs, validation) to bound memory [32].")
 @click.option("--learning-rate", type=float, default=None, help="Adam step size.")
 @click.option("--forces/--no-forces", "use_forces", default=None, help="Train on forces when the data has them.")
 @click.option("--force-weight", type=float, default=None,

@@ -85,6 +85,16 @@ def test_blocked_evaluation_equals_one_pass(block_boxes, force_weight):
                                [full.energy_mse_per_atom, full.force_mse], rtol=1e-13)
 
 
+def test_energy_only_evaluation_stays_one_pass():
+    """Without forces the temporaries are small: --batch-boxes leaves the evaluation (and so the
+    derivative-free search of the seed preset) bit-identical to one pass."""
+    data, arch, theta = _setup()
+    one = evaluate(arch, theta, data, 0.0, forces=False)
+    blocked = evaluate(arch, theta, data, 0.0, forces=False, block_boxes=1)
+    assert blocked.loss == one.loss
+    np.testing.assert_array_equal(blocked.gradient, one.gradient)
+
+
 def test_frame_range_is_a_view_reindexed():
     data, arch, theta = _setup()
     view = data.frame_range(1, 3)

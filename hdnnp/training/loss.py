@@ -199,11 +199,12 @@ def evaluate(arch: nn.Architecture, theta, data: TrainingData, force_weight: flo
     > 0, or when a gradient is not needed and the data has pairs). The force term enters the
     loss only when ``force_weight`` > 0 and reference forces exist.
 
-    ``block_boxes`` > 0 (``--batch-boxes``, NUMBER_OF_BOXES_TO_OPT) evaluates the frames in
-    consecutive blocks of that many boxes and sums the blocks' contributions, each normalised
-    by the counts of the whole set, so loss, gradient and predictions are those of one pass
-    (to rounding) while the temporaries (activations, per-pair products) scale with the
-    block, not with the set.
+    ``block_boxes`` > 0 (``--batch-boxes``, NUMBER_OF_BOXES_TO_OPT): when forces are computed,
+    evaluate the frames in consecutive blocks of that many boxes and sum the blocks'
+    contributions, each normalised by the counts of the whole set. Loss, gradient and
+    predictions are those of one pass (to rounding), while the temporaries (per-pair products of
+    descriptor derivatives) scale with the block, not with the set. Energies alone are always
+    evaluated in one pass: their temporaries are small, and blocks would only add overhead.
     """
     xp = data.xp
     n_frames = data.n_frames
@@ -213,7 +214,9 @@ def evaluate(arch: nn.Architecture, theta, data: TrainingData, force_weight: flo
     n_comp = 0
     if forces and data.forces is not None:
         n_comp = 3 * (int(data.force_mask.sum()) if data.force_mask is not None else data.n_atoms_total)
-    step = int(block_boxes) if block_boxes and 0 < int(block_boxes) < n_frames else max(n_frames, 1)
+    # blocks only with forces: the per-pair temporaries are what grows; energies alone are cheap
+    # and a one-pass evaluation of them avoids the per-block overhead
+    step = int(block_boxes) if forces and block_boxes and 0 < int(block_boxes) < n_frames else max(n_frames, 1)
     views = nn.unflatten(arch, theta)
     parts = [_evaluate_part(arch, views, data.frame_range(a, min(a + step, n_frames)) if step < n_frames else data,
                             force_weight if use_force_loss else 0.0, gradient, forces, n_frames, n_comp)

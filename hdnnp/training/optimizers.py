@@ -7,8 +7,8 @@ calls ``on_epoch(theta)`` after every epoch (defined per optimiser below); ``on_
 True to stop (early stopping, time limit). ``state`` is a dict of NumPy arrays / numbers the
 optimiser keeps between epochs, stored in checkpoints for ``--resume``.
 
-Full-set losses (``lbfgs``, ``derivative-free``) are evaluated ``batch_boxes`` boxes at a time
-and summed (:func:`hdnnp.training.loss.evaluate`), the same loss and gradient in less memory.
+Full-set losses with forces (``lbfgs``) are evaluated ``batch_boxes`` boxes at a time and
+summed (:func:`hdnnp.training.loss.evaluate`), the same loss and gradient in less memory.
 
 - ``lbfgs``: SciPy L-BFGS-B on the full training set with analytic gradients, optional box
   bounds |theta_k| <= ``weight_bound`` (output biases: ±bound around their initial value).
