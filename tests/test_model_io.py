@@ -205,6 +205,37 @@ def test_force_fraction_keeps_every_pair_of_the_chosen_atoms(symmetry_file):
     np.testing.assert_allclose(f_part[mask], f_full[mask], rtol=1e-12, atol=1e-15)
 
 
+@pytest.mark.parametrize("fraction", [0.5, 1.0])
+@pytest.mark.parametrize("chunk_frames", [2, 5, 256])
+def test_loading_selected_frames_equals_subset_of_all(symmetry_file, chunk_frames, fraction):
+    """train/val frames are read separately; the result must be exactly load(all).subset(frames),
+    force mask included, whatever the read chunking (whole chunks are read straight into place)."""
+    from hdnnp.stages.train import load_training_data, read_block
+
+    idx = np.array([0, 1, 3, 4, 9, 17, 23])
+    with h5py.File(symmetry_file / "symmetry.h5") as h5:
+        full = load_training_data(h5["train"], (18,), True, fraction, np.random.default_rng(4))
+        part = load_training_data(h5["train"], (18,), True, fraction, np.random.default_rng(4),
+                                  chunk_frames=chunk_frames, frames=idx)
+        whole = load_training_data(h5["train"], (18,), True, fraction, np.random.default_rng(4),
+                                   chunk_frames=chunk_frames)
+        every = read_block(h5["train"], (18,), 0, whole.n_frames, derivatives=True)  # the streaming reader
+    np.testing.assert_array_equal(whole.blocks[18].dvalues, full.blocks[18].dvalues)
+    if fraction == 1.0:  # every pair kept: the same arrays as the independent block reader
+        for name in ("values", "pair_row", "pair_atom", "dvalues", "pair_offset"):
+            np.testing.assert_array_equal(getattr(whole.blocks[18], name), getattr(every.blocks[18], name))
+    ref = full.subset(idx)
+    for name in ("energy", "n_atoms", "atom_offset", "forces", "force_mask", "frame_index", "temperature"):
+        a, b = getattr(part, name), getattr(ref, name)
+        assert (a is None) == (b is None), name
+        if a is not None:
+            np.testing.assert_array_equal(a, b, err_msg=name)
+    for name in ("values", "row_frame", "atom_index", "row_offset", "pair_row", "pair_atom", "dvalues",
+                 "pair_offset"):
+        np.testing.assert_array_equal(getattr(part.blocks[18], name), getattr(ref.blocks[18], name), err_msg=name)
+    assert len(ref.blocks[18].pair_row) > 0
+
+
 def test_max_memory_budget_refuses_before_loading(symmetry_file, tmp_path):
     from hdnnp.stages.train import train
 

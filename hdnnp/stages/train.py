@@ -33,26 +33,41 @@ from hdnnp.training.loss import ElementBlock, TrainingData
 from hdnnp.training.presets import TrainOptions, check_val_split
 
 BYTES_PER_MB = 1024.0 ** 2
-CHUNK_FRAMES = 256
+CHUNK_FRAMES = 32  # frames per read of the descriptor derivatives
 
 
 def estimate_memory_mb(group: h5py.Group, with_forces: bool, force_fraction: float) -> float:
-    """Bytes (in MiB) of descriptor rows and, with forces, derivative pairs to be held."""
+    """Bytes (in MiB) of descriptor rows and, with forces, derivative pairs to be held.
+
+    The training and validation frames are read separately (``load_training_data(frames=...)``),
+    so the set is held once; the full ``values`` array is read once more while selecting rows.
+    """
     total = 0.0
     feats = group["features"]
     for sym in feats:
-        total += feats[sym]["values"].size * 8 * 2  # values + the copy made by the train/val split
+        total += feats[sym]["values"].size * 8 * 2
         if with_forces and "dG" in feats[sym]:
-            total += feats[sym]["dG/values"].size * 8 * 2 * force_fraction
+            total += feats[sym]["dG/values"].size * 8 * force_fraction
     return total / BYTES_PER_MB
 
 
+def _ranges(offset: np.ndarray, frames: np.ndarray) -> np.ndarray:
+    """Concatenated index ranges offset[f]:offset[f+1] of the given frames (in their order)."""
+    if len(frames) == 0:
+        return np.zeros(0, np.int64)
+    return np.concatenate([np.arange(offset[f], offset[f + 1]) for f in frames])
+
+
 def load_training_data(group: h5py.Group, elements, with_forces: bool, force_fraction: float = 1.0,
-                       rng: np.random.Generator | None = None, chunk_frames: int = CHUNK_FRAMES) -> TrainingData:
-    """All frames of a set of symmetry.h5 as :class:`TrainingData` (global atom numbering).
+                       rng: np.random.Generator | None = None, chunk_frames: int = CHUNK_FRAMES,
+                       frames=None) -> TrainingData:
+    """Frames of a set of symmetry.h5 as :class:`TrainingData` (all, or the sorted ``frames``).
 
     With forces, only the derivative pairs of the atoms in the force mask are kept; the mask
-    holds ceil(force_fraction * N_b) random atoms of every box b.
+    holds ceil(force_fraction * N_b) random atoms of every box b. The mask is drawn for all
+    frames of the set (from ``rng``) before the selection, so loading the training and the
+    validation frames separately with the same seed gives exactly ``load(all).subset(frames)``
+    without holding the whole set and its copies at once.
     """
     rng = rng or np.random.default_rng(0)
     atom_offset = group["frames/atom_offset"][:].astype(np.int64)
@@ -61,6 +76,14 @@ def load_training_data(group: h5py.Group, elements, with_forces: bool, force_fra
     energy = group["frames/energy"][:]
     if not np.all(np.isfinite(energy)):
         raise HdnnpError(f"{np.count_nonzero(~np.isfinite(energy))} training frames have no reference energy")
+    frames = np.arange(n_frames) if frames is None else np.asarray(frames, np.int64)
+    if np.any(np.diff(frames) <= 0):
+        raise ValueError("frames must be sorted and unique")
+    selected = np.zeros(n_frames, bool)
+    selected[frames] = True
+    atom_sel = _ranges(atom_offset, frames)
+    atom_map = np.full(atom_offset[-1], -1, np.int64)
+    atom_map[atom_sel] = np.arange(len(atom_sel))
     has_forces = with_forces and "atoms/forces" in group
     forces = group["atoms/forces"][:] if has_forces else None
     mask = None
@@ -76,34 +99,46 @@ def load_training_data(group: h5py.Group, elements, with_forces: bool, force_fra
             continue
         g = group[f"features/{sym}"]
         row_offset = g["frame_offset"][:].astype(np.int64)
-        values = g["values"][:]
-        atom_index = g["atom_index"][:].astype(np.int64)
-        row_frame = np.repeat(np.arange(n_frames), np.diff(row_offset))
-        kw = dict(values=values, row_frame=row_frame, atom_index=atom_index, row_offset=row_offset)
+        rows = _ranges(row_offset, frames)
+        row_map = np.full(row_offset[-1], -1, np.int64)
+        row_map[rows] = np.arange(len(rows))
+        n_rows_f = np.diff(row_offset)[frames]
+        values = g["values"][:][rows]
+        kw = dict(values=values, row_frame=np.repeat(np.arange(len(frames)), n_rows_f),
+                  atom_index=atom_map[g["atom_index"][:].astype(np.int64)[rows]],
+                  row_offset=np.concatenate([[0], np.cumsum(n_rows_f)]).astype(np.int64))
         if has_forces:
             if "dG" not in g:
                 raise HdnnpError(f"{group.file.filename}: forces are trained but features/{sym}/dG is missing; "
                                  "re-run hdnnp symmetry with derivatives")
             pair_offset = g["dG/frame_offset"][:].astype(np.int64)
-            rows, atoms, dvals, new_off = [], [], [], [0]
+            pair_frame = np.repeat(np.arange(n_frames), np.diff(pair_offset))
+            atom = g["dG/atom"][:].astype(np.int64)
+            keep = mask[atom] & selected[pair_frame]
+            # the derivatives (the bulk of the data) go straight into one preallocated array,
+            # ``chunk_frames`` frames per read, so loading never holds them twice
+            n_feat = values.shape[1]
+            dvalues = np.empty((int(keep.sum()), n_feat, 3))
+            pos = 0
             for f0 in range(0, n_frames, chunk_frames):
                 f1 = min(f0 + chunk_frames, n_frames)
                 p0, p1 = int(pair_offset[f0]), int(pair_offset[f1])
-                atom = g["dG/atom"][p0:p1].astype(np.int64)
-                keep = mask[atom]
-                rows.append(g["dG/center"][p0:p1].astype(np.int64)[keep])
-                atoms.append(atom[keep])
-                dvals.append(g["dG/values"][p0:p1][keep])
-                pair_frame = np.repeat(np.arange(f1 - f0), np.diff(pair_offset[f0:f1 + 1]))
-                counts = np.bincount(pair_frame[keep], minlength=f1 - f0)
-                new_off.extend((new_off[-1] + np.cumsum(counts)).tolist())
-            kw.update(pair_row=np.concatenate(rows), pair_atom=np.concatenate(atoms),
-                      dvalues=np.concatenate(dvals).reshape(-1, values.shape[1], 3),
-                      pair_offset=np.array(new_off, np.int64))
+                k = keep[p0:p1]
+                n = int(k.sum())
+                if n == len(k) and n:
+                    g["dG/values"].read_direct(dvalues, np.s_[p0:p1], np.s_[pos:pos + n])
+                elif n:
+                    dvalues[pos:pos + n] = g["dG/values"][p0:p1][k].reshape(n, n_feat, 3)
+                pos += n
+            counts = np.bincount(pair_frame[keep], minlength=n_frames)[frames]
+            kw.update(pair_row=row_map[g["dG/center"][:].astype(np.int64)[keep]], pair_atom=atom_map[atom[keep]],
+                      dvalues=dvalues, pair_offset=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64))
         blocks[z] = ElementBlock(**kw)
-    temperature = group["frames/temperature"][:] if "frames/temperature" in group else None
-    return TrainingData(elements=tuple(sorted(blocks)), energy=energy, n_atoms=n_atoms, atom_offset=atom_offset,
-                        blocks=blocks, forces=forces, force_mask=mask, frame_index=np.arange(n_frames),
+    temperature = group["frames/temperature"][:][frames] if "frames/temperature" in group else None
+    return TrainingData(elements=tuple(sorted(blocks)), energy=energy[frames], n_atoms=n_atoms[frames],
+                        atom_offset=np.concatenate([[0], np.cumsum(n_atoms[frames])]).astype(np.int64),
+                        blocks=blocks, forces=None if forces is None else forces[atom_sel],
+                        force_mask=None if mask is None else mask[atom_sel], frame_index=frames,
                         temperature=temperature)
 
 
@@ -225,17 +260,18 @@ def train(symmetry_path, output_path, options: TrainOptions, overwrite: bool = F
                 f"training data need about {need:.0f} MiB in memory, more than --max-memory "
                 f"{options.max_memory_mb:.0f}; lower --force-fraction, train on energies only (--no-forces) "
                 "or raise --max-memory")
-        data = load_training_data(group, feature_set.elements, with_forces, options.force_fraction,
-                                  np.random.default_rng(options.seed))
+        n_frames = len(group["frames/atom_offset"]) - 1
+        if n_frames == 0:
+            raise HdnnpError(f"{symmetry_path}: the training set is empty")
         source = group["frames/source"][:] if "frames/source" in group else None
         step = group["frames/step"][:] if "frames/step" in group else None
-    if data.n_frames == 0:
-        raise HdnnpError(f"{symmetry_path}: the training set is empty")
-    train_idx, val_idx = split_validation(data.n_frames, options.val_fraction, options.seed,
-                                          options.val_split, source, step)
-    train_data = data.subset(train_idx)
-    val_data = data.subset(val_idx) if len(val_idx) else None
-    del data
+        train_idx, val_idx = split_validation(n_frames, options.val_fraction, options.seed,
+                                              options.val_split, source, step)
+        # read separately (the same force mask: same seed), so the set is held only once
+        train_data, val_data = (
+            load_training_data(group, feature_set.elements, with_forces, options.force_fraction,
+                               np.random.default_rng(options.seed), frames=idx) if len(idx) else None
+            for idx in (train_idx, val_idx))
     if device != "cpu":
         from hdnnp.kernels import get_backend
 
