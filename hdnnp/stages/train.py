@@ -29,7 +29,7 @@ from hdnnp.errors import HdnnpError
 from hdnnp.h5io import atomic_output, check_can_write, check_feature_sets_match, open_stage_file, write_root_attrs
 from hdnnp.model import Potential, model_path_for_checkpoint
 from hdnnp.training.loop import initial_parameters, train_networks
-from hdnnp.training.loss import ElementBlock, TrainingData
+from hdnnp.training.loss import ElementBlock, TrainingData, frame_ranges
 from hdnnp.training.presets import TrainOptions, check_val_split
 
 BYTES_PER_MB = 1024.0 ** 2
@@ -49,13 +49,6 @@ def estimate_memory_mb(group: h5py.Group, with_forces: bool, force_fraction: flo
         if with_forces and "dG" in feats[sym]:
             total += feats[sym]["dG/values"].size * 8 * force_fraction
     return total / BYTES_PER_MB
-
-
-def _ranges(offset: np.ndarray, frames: np.ndarray) -> np.ndarray:
-    """Concatenated index ranges offset[f]:offset[f+1] of the given frames (in their order)."""
-    if len(frames) == 0:
-        return np.zeros(0, np.int64)
-    return np.concatenate([np.arange(offset[f], offset[f + 1]) for f in frames])
 
 
 def load_training_data(group: h5py.Group, elements, with_forces: bool, force_fraction: float = 1.0,
@@ -81,7 +74,7 @@ def load_training_data(group: h5py.Group, elements, with_forces: bool, force_fra
         raise ValueError("frames must be sorted and unique")
     selected = np.zeros(n_frames, bool)
     selected[frames] = True
-    atom_sel = _ranges(atom_offset, frames)
+    atom_sel = frame_ranges(atom_offset, frames)
     atom_map = np.full(atom_offset[-1], -1, np.int64)
     atom_map[atom_sel] = np.arange(len(atom_sel))
     has_forces = with_forces and "atoms/forces" in group
@@ -99,7 +92,7 @@ def load_training_data(group: h5py.Group, elements, with_forces: bool, force_fra
             continue
         g = group[f"features/{sym}"]
         row_offset = g["frame_offset"][:].astype(np.int64)
-        rows = _ranges(row_offset, frames)
+        rows = frame_ranges(row_offset, frames)
         row_map = np.full(row_offset[-1], -1, np.int64)
         row_map[rows] = np.arange(len(rows))
         n_rows_f = np.diff(row_offset)[frames]

@@ -20,6 +20,14 @@ import numpy as np
 from hdnnp import nn
 
 
+def frame_ranges(offset: np.ndarray, frames) -> np.ndarray:
+    """Concatenated index ranges ``offset[f]:offset[f + 1]`` of the given frames, in their order
+    (the atoms, rows or pairs of those frames in a ragged, frame-ordered array)."""
+    if len(frames) == 0:
+        return np.zeros(0, np.int64)
+    return np.concatenate([np.arange(offset[f], offset[f + 1]) for f in frames])
+
+
 @dataclass
 class ElementBlock:
     """Descriptor rows of one element in a set of frames (ragged, as in symmetry.h5).
@@ -81,14 +89,12 @@ class TrainingData:
         xp = self.xp
         n_at = self.n_atoms[frames]
         new_off = np.concatenate([[0], np.cumsum(n_at)])
-        atom_sel = np.concatenate([np.arange(self.atom_offset[f], self.atom_offset[f + 1]) for f in frames]) \
-            if len(frames) else np.zeros(0, np.int64)
+        atom_sel = frame_ranges(self.atom_offset, frames)
         atom_map = np.full(self.n_atoms_total, -1, np.int64)
         atom_map[atom_sel] = np.arange(len(atom_sel))
         blocks = {}
         for z, blk in self.blocks.items():
-            rows = np.concatenate([np.arange(blk.row_offset[f], blk.row_offset[f + 1]) for f in frames]) \
-                if len(frames) else np.zeros(0, np.int64)
+            rows = frame_ranges(blk.row_offset, frames)
             n_rows_f = blk.row_offset[frames + 1] - blk.row_offset[frames]
             row_map = np.full(int(blk.row_offset[-1]), -1, np.int64)
             row_map[rows] = np.arange(len(rows))
@@ -100,8 +106,7 @@ class TrainingData:
                 row_offset=np.concatenate([[0], np.cumsum(n_rows_f)]),
             )
             if blk.has_pairs:
-                pairs = np.concatenate([np.arange(blk.pair_offset[f], blk.pair_offset[f + 1]) for f in frames]) \
-                    if len(frames) else np.zeros(0, np.int64)
+                pairs = frame_ranges(blk.pair_offset, frames)
                 n_p = blk.pair_offset[frames + 1] - blk.pair_offset[frames]
                 pairs_x = xp.asarray(pairs)
                 kw.update(
