@@ -154,7 +154,7 @@ def run_adam(objective: Objective, theta, options, on_epoch, state: dict, rng):
 def _frame_jacobians(arch, theta, data: TrainingData, f: int, rng, n_force: int):
     """Energy per atom of frame ``f``, its gradient, and ``n_force`` random force components
     (atom, component) of the trained atoms with their predictions and gradients."""
-    sub = data.subset([f])
+    sub = data.frame_range(f, f + 1)  # views, no copy
     xp = data.xp
     views = nn.unflatten(arch, xp.asarray(theta))
     n = float(sub.n_atoms[0])
