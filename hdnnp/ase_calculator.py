@@ -3,9 +3,19 @@
     from hdnnp.ase_calculator import HDNNPCalculator
     atoms.calc = HDNNPCalculator("model.h5")
     atoms.get_potential_energy(), atoms.get_forces()     # eV, eV/Å
+    atoms.get_stress()                                   # eV/Å³, Voigt xx yy zz yz xz xy
+    atoms.get_potential_energies()                       # eV per atom
+
+The stress follows ASE's convention (positive = tensile, pressure P = −(σ_xx + σ_yy + σ_zz)/3;
+see :meth:`hdnnp.model.Potential.evaluate`); it needs a cell periodic in all three directions.
+Besides the standard properties, ``calc.results`` holds ``extrapolation_count`` (scaled
+features of the box outside the training range [-1, 1]) and ``extrapolation_max_excess``
+(the largest |x'| − 1), which ``hdnnp md`` watches.
 """
 
 from __future__ import annotations
+
+import numpy as np
 
 
 def _calculator_base():
@@ -36,7 +46,7 @@ def _make_class():
     class HDNNPCalculator(Calculator):
         """Energy (eV), forces (eV/Å) and atomic energies from an hdnnp model file or Potential."""
 
-        implemented_properties = ["energy", "free_energy", "forces", "energies"]
+        implemented_properties = ["energy", "free_energy", "forces", "energies", "stress"]
 
         def __init__(self, model, device: str = "cpu", **kwargs):
             super().__init__(**kwargs)
@@ -48,13 +58,18 @@ def _make_class():
         def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
             super().calculate(atoms, properties, system_changes)
             a = self.atoms
-            need_forces = "forces" in properties
-            energy, forces, atomic = self.potential.predict(
-                a.get_positions(), a.get_cell().array, a.get_pbc(), a.get_atomic_numbers(),
-                forces=need_forces, device=self.device, atomic_energies=True)
-            self.results = {"energy": energy, "free_energy": energy, "energies": atomic}
-            if need_forces:
-                self.results["forces"] = forces
+            need_stress = "stress" in properties
+            p = self.potential.evaluate(a.get_positions(), a.get_cell().array, a.get_pbc(),
+                                        a.get_atomic_numbers(), forces="forces" in properties,
+                                        stress=need_stress, device=self.device)
+            self.results = {"energy": p.energy, "free_energy": p.energy, "energies": p.atomic_energies,
+                            "extrapolation_count": p.extrapolation_count,
+                            "extrapolation_max_excess": p.extrapolation_max_excess}
+            if p.forces is not None:
+                self.results["forces"] = p.forces
+            if need_stress:
+                s = p.stress
+                self.results["stress"] = np.array([s[0, 0], s[1, 1], s[2, 2], s[1, 2], s[0, 2], s[0, 1]])
 
     _CLASS = HDNNPCalculator
     return _CLASS

@@ -261,6 +261,8 @@ def train_command(symmetry_file, output, preset, hidden, resume, device, overwri
 @click.option("-o", "--output", default="predictions.h5", show_default=True, type=click.Path(dir_okay=False))
 @click.option("--forces", is_flag=True, help="Predict forces too.")
 @click.option("--atomic-energies", is_flag=True, help="Store the energy of every atom.")
+@click.option("--stress", is_flag=True,
+              help="Store the predicted stress of every periodic frame (eV/Å³, ASE sign: positive = tensile).")
 @click.option("--sets", default=None, help="Sets of an HDF5 input, e.g. train,predict [all].")
 @click.option("--format", "file_format", default=None,
               help="Format of a structure-file INPUT: dlpoly, extxyz, n2p2 or an ASE format name "
@@ -268,8 +270,8 @@ def train_command(symmetry_file, output, preset, hidden, resume, device, overwri
 @click.option("--device", type=click.Choice(["auto", "cpu", "gpu"]), default="cpu", show_default=True)
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
-def predict_command(input_file, model_path, output, forces, atomic_energies, sets, file_format, device,
-                    overwrite, quiet):
+def predict_command(input_file, model_path, output, forces, atomic_energies, stress, sets, file_format,
+                    device, overwrite, quiet):
     """Energies (and forces) of INPUT_FILE (symmetry.h5, prepared.h5 or a structure file) -> predictions.h5."""
     import warnings
 
@@ -278,7 +280,7 @@ def predict_command(input_file, model_path, output, forces, atomic_energies, set
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         summary = predict(model_path, input_file, output, forces=forces, atomic_energies=atomic_energies,
-                          file_format=file_format,
+                          stress=stress, file_format=file_format,
                           sets=[s for s in sets.split(",") if s] if sets else None, overwrite=overwrite,
                           device=device, quiet=quiet)
     for w in caught:

@@ -20,6 +20,7 @@ from :func:`hdnnp.descriptors.compute_descriptors` using the stored feature set.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
@@ -29,6 +30,9 @@ from hdnnp import nn
 from hdnnp.elements import symbol
 from hdnnp.errors import HdnnpError
 from hdnnp.h5io import atomic_output, open_stage_file, write_root_attrs
+
+#: Scaled features beyond ±(1 + this) count as extrapolation (a rounding margin; SPEC §4, §10).
+EXTRAPOLATION_TOLERANCE = 1e-9
 
 
 class Potential:
@@ -125,14 +129,18 @@ class Potential:
 
     # -- prediction ------------------------------------------------------------------------
 
-    def predict_from_descriptors(self, descriptors: dict, n_atoms: int, forces: bool = True, xp=np):
-        """Energy (eV), forces (n_atoms, 3) eV/Å or None, atomic energies (n_atoms,) eV.
+    def predict_from_descriptors(self, descriptors: dict, n_atoms: int, forces: bool = True, xp=np,
+                                 stress: bool = False):
+        """Energy (eV), forces (n_atoms, 3) eV/Å or None, atomic energies (n_atoms,) eV and, with
+        ``stress``, the strain derivative ∂E/∂ε (3, 3) eV as a fourth item.
 
         ``descriptors``: {Z: object with ``atom_index``, ``values`` and, for forces,
-        ``pair_row``, ``pair_atom``, ``dvalues``} as returned by ``compute_descriptors``.
+        ``pair_row``, ``pair_atom``, ``dvalues``, for the stress ``virial``} as returned by
+        ``compute_descriptors``. ∂E/∂ε_ab = Σ_i Σ_c (∂E_i/∂G'_ic) W_i[c, a, b] (SPEC §9).
         """
         atomic = xp.zeros(n_atoms)
         f_out = xp.zeros((n_atoms, 3)) if forces else None
+        strain = xp.zeros((3, 3)) if stress else None
         theta = xp.asarray(self.theta)
         views = nn.unflatten(self.architecture, theta)
         for z, d in descriptors.items():
@@ -144,18 +152,27 @@ class Potential:
             w, b = views[z]
             e, cache = nn.forward(w, b, xp.asarray(d.values), xp)
             atomic[xp.asarray(d.atom_index)] = e
-            if forces:
+            if forces or stress:
                 g = nn.input_gradient(w, cache, xp)
+            if forces:
                 f_out = f_out + nn.forces_from_input_gradient(
                     g, xp.asarray(d.pair_row), xp.asarray(d.pair_atom), xp.asarray(d.dvalues), n_atoms, xp)
-        return atomic.sum(), f_out, atomic
+            if stress:
+                strain = strain + xp.einsum("rc,rcab->ab", g, xp.asarray(d.virial))
+        out = (atomic.sum(), f_out, atomic)
+        return out + (strain,) if stress else out
 
-    def predict(self, positions, cell, pbc, species, forces: bool = True, device: str = "cpu",
-                atomic_energies: bool = False):
-        """Energy (eV) and forces (n_atoms, 3) eV/Å (None if ``forces`` is false) of one box.
+    def evaluate(self, positions, cell, pbc, species, forces: bool = True, stress: bool = False,
+                 device: str = "cpu") -> "Prediction":
+        """Energy, atomic energies, forces, stress and extrapolation of one box (:class:`Prediction`).
 
         ``positions`` (n, 3) Å, ``cell`` (3, 3) rows a, b, c in Å, ``pbc`` (3,) bool, ``species``
-        atomic numbers. With ``atomic_energies`` a third item, the energies per atom (eV).
+        atomic numbers. The stress (ASE's convention, eV/Å³, positive = tensile, P = −tr σ/3) is
+
+            σ_ab = (1/V) ∂E/∂ε_ab = (1/V) Σ_i Σ_p R_p,a ∂E_i/∂R_p,b
+
+        over the neighbour-list entries p of every atom i (each periodic image separately; SPEC
+        §9), with V = |det cell|; it needs a cell periodic in all three directions.
         """
         from hdnnp.descriptors import compute_descriptors
 
@@ -163,27 +180,69 @@ class Potential:
         unknown = sorted(set(species.tolist()) - set(self.elements))
         if unknown:
             raise HdnnpError(f"elements {', '.join(symbol(z) for z in unknown)} are not in the model")
-        desc = compute_descriptors(np.asarray(positions, float), np.asarray(cell, float),
-                                   np.asarray(pbc, bool), species, self.feature_set,
-                                   derivatives=forces, device=device)
+        cell = np.asarray(cell, float)
+        desc = compute_descriptors(np.asarray(positions, float), cell, np.asarray(pbc, bool), species,
+                                   self.feature_set, derivatives=forces, device=device, stress=stress)
         xp = np
         if device != "cpu":
             import cupy as xp  # noqa: F811
-        energy, f, atomic = self.predict_from_descriptors(desc, len(species), forces, xp)
+        energy, f, atomic, *strain = self.predict_from_descriptors(desc, len(species), forces, xp, stress)
         to_np = (lambda a: None if a is None else (a.get() if hasattr(a, "get") else np.asarray(a)))
-        out = (float(energy), to_np(f))
+        count, excess = extrapolation_of(desc)
+        return Prediction(energy=float(energy), atomic_energies=to_np(atomic), forces=to_np(f),
+                          stress=to_np(strain[0]) / abs(np.linalg.det(cell)) if stress else None,
+                          extrapolation_count=count, extrapolation_max_excess=excess)
+
+    def predict(self, positions, cell, pbc, species, forces: bool = True, device: str = "cpu",
+                atomic_energies: bool = False, stress: bool = False):
+        """Energy (eV) and forces (n_atoms, 3) eV/Å (None if ``forces`` is false) of one box.
+
+        ``positions`` (n, 3) Å, ``cell`` (3, 3) rows a, b, c in Å, ``pbc`` (3,) bool, ``species``
+        atomic numbers. With ``atomic_energies`` a further item, the energies per atom (eV); with
+        ``stress`` a last one, the stress tensor (3, 3) in eV/Å³ (see :meth:`evaluate`).
+        """
+        p = self.evaluate(positions, cell, pbc, species, forces=forces, stress=stress, device=device)
+        out = (p.energy, p.forces)
         if atomic_energies:
-            out += (to_np(atomic),)
+            out += (p.atomic_energies,)
+        if stress:
+            out += (p.stress,)
         return out
 
     @staticmethod
-    def extrapolation_count(descriptors: dict, tolerance: float = 1e-9) -> int:
+    def extrapolation_count(descriptors: dict, tolerance: float = EXTRAPOLATION_TOLERANCE) -> int:
         """Number of scaled descriptor values outside [-1, 1] (beyond the training range)."""
-        total = 0
-        for d in descriptors.values():
-            v = np.asarray(d.values.get() if hasattr(d.values, "get") else d.values)
-            total += int(np.count_nonzero(np.abs(v) > 1.0 + tolerance))
-        return total
+        return extrapolation_of(descriptors, tolerance)[0]
+
+
+def extrapolation_of(descriptors: dict, tolerance: float = EXTRAPOLATION_TOLERANCE) -> tuple[int, float]:
+    """(count, largest excess) of the scaled features of one box outside the training range
+    [-1, 1]: count of values with |x'| > 1 + ``tolerance``, excess = max(|x'|) − 1 (0 if none)."""
+    total, excess = 0, 0.0
+    for d in descriptors.values():
+        v = np.asarray(d.values.get() if hasattr(d.values, "get") else d.values)
+        if v.size == 0:
+            continue
+        total += int(np.count_nonzero(np.abs(v) > 1.0 + tolerance))
+        excess = max(excess, float(np.abs(v).max()) - 1.0)
+    return total, (excess if total else 0.0)
+
+
+@dataclass
+class Prediction:
+    """What the potential says about one box (units: eV, eV/Å, eV/Å³).
+
+    ``stress`` (3, 3) in ASE's convention (positive = tensile; pressure P = −tr σ / 3) or None;
+    ``extrapolation_count`` scaled features outside [-1, 1]; ``extrapolation_max_excess`` the
+    largest |x'| − 1 among them (0 when none): how far the box lies outside the training range.
+    """
+
+    energy: float
+    atomic_energies: np.ndarray
+    forces: np.ndarray | None = None
+    stress: np.ndarray | None = None
+    extrapolation_count: int = 0
+    extrapolation_max_excess: float = 0.0
 
 
 def model_path_for_checkpoint(output) -> Path:

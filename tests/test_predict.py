@@ -52,6 +52,21 @@ def test_predictions_match_potential_predict(trained, tmp_path):
     assert summary["predict"]["energy_rmse_mev_per_atom"] == pytest.approx(1e3 * np.sqrt(np.mean(err ** 2)))
 
 
+def test_cli_predict_stress_matches_potential(trained, tmp_path):
+    """``hdnnp predict --stress`` stores each frame's stress as Potential.predict gives it."""
+    d, frames = trained
+    out = tmp_path / "p.h5"
+    main(["predict", str(d / "symmetry.h5"), "--model", str(d / "model.h5"), "-o", str(out),
+          "--stress", "--sets", "predict", "-q"])
+    pot = Potential.load(d / "model.h5")
+    with h5py.File(out) as h5:
+        stored = h5["predict/stress_predicted"][:]
+    assert stored.shape == (6, 3, 3)
+    for k, a in enumerate(frames[20:]):
+        s = pot.predict(a.positions, a.cell.array, a.pbc, a.numbers, forces=False, stress=True)[-1]
+        np.testing.assert_array_equal(stored[k], s)
+
+
 def test_prepared_and_extxyz_inputs_give_the_same_predictions(trained, tmp_path):
     import ase.io
     from ase.calculators.singlepoint import SinglePointCalculator

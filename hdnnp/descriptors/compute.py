@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hdnnp.descriptors.symmetry_functions import ColumnPlan, pair_derivatives, symmetry_functions_numpy
+from hdnnp.descriptors.symmetry_functions import (ColumnPlan, pair_derivatives, segment_sum,
+                                                   symmetry_functions_numpy)
 from hdnnp.errors import HdnnpError
 from hdnnp.neighbors import neighbor_list
 
@@ -72,26 +73,50 @@ def compute_raw(positions, cell, pbc, species, feature_set, derivatives: bool = 
     return values, pair_i, pair_j, dvalues
 
 
+def entry_virials(nl, dentry, n_atoms: int) -> np.ndarray:
+    """W_i[c, a, b] = Σ_{p: i(p) = i} R_p,a D[p, c, b] over the neighbour-list entries p (every
+    periodic image separately), shape (n_atoms, n_cols, 3, 3).
+
+    ``D[p] = ∂G_i/∂R_p`` are the per-entry derivatives of :func:`symmetry_functions_numpy`
+    (R_p = r_j + T_p − r_i). Under a homogeneous strain every R_p becomes (1 + ε) R_p (row
+    vectors: R' = R (1 + ε)), so ∂G_ic/∂ε_ab = W_i[c, a, b] (SPEC §9). Per-atom pair
+    derivatives cannot give this in cells smaller than 2·Rc, where one atom pair has several
+    images with different R_p.
+    """
+    n_ent, n_cols = dentry.shape[:2]
+    outer = nl.vector[:, None, :, None] * dentry[:, :, None, :]  # (n_ent, n_cols, 3, 3)
+    return segment_sum(np.ones(n_ent), nl.i, n_atoms, outer.reshape(n_ent, n_cols * 9)).reshape(
+        n_atoms, n_cols, 3, 3)
+
+
 def compute_descriptors(positions, cell, pbc, species, feature_set, derivatives: bool = False,
-                        device: str = "cpu") -> dict[int, ElementDescriptors]:
+                        device: str = "cpu", stress: bool = False) -> dict[int, ElementDescriptors]:
     """Selected, scaled features per element (``dict[Z, ElementDescriptors]``) of one configuration.
 
     Only the candidates selected for some element are computed. Needs a fitted ``feature_set``.
+    ``stress`` adds the per-atom strain derivatives ``virial`` (see :class:`ElementDescriptors`;
+    needs a cell periodic in all three directions) and implies ``derivatives``.
     """
     if not feature_set.is_fitted:
         raise HdnnpError("the feature set has no selection yet (fit it on training data first)")
+    if stress and not np.all(np.broadcast_to(np.asarray(pbc, bool), (3,))):
+        raise HdnnpError("the stress needs a cell periodic in all three directions")
+    derivatives = derivatives or stress
     species = np.asarray(species, np.int64)
     present = [z for z in feature_set.elements if np.any(species == z)]
     union = np.unique(np.concatenate([feature_set.selected[z] for z in present] or [np.zeros(0, np.int64)]))
-    result = compute_raw(positions, cell, pbc, species, feature_set, derivatives, device, candidates=union)
-    values = result[0] if derivatives else result
+    if len(union) and (union.min() < 0 or union.max() >= feature_set.n_candidates):
+        raise HdnnpError(f"candidate index out of range 0..{feature_set.n_candidates - 1}")
+    nl, values, dentry = _raw_entries(positions, cell, pbc, species, feature_set, union, derivatives, device)
+    if derivatives:
+        pair_i, pair_j, dvalues = pair_derivatives(nl, dentry, len(values))
+    virial = entry_virials(nl, dentry, len(values)) if stress else None
     out = {}
     for z in present:
         atoms = np.nonzero(species == z)[0]
         cols = np.searchsorted(union, feature_set.selected[z])
         desc = ElementDescriptors(atom_index=atoms, values=feature_set.scale(z, values[np.ix_(atoms, cols)]))
         if derivatives:
-            _, pair_i, pair_j, dvalues = result
             row_of_atom = np.full(len(species), -1, np.int64)
             row_of_atom[atoms] = np.arange(len(atoms))
             mask = species[pair_i] == z
@@ -99,6 +124,8 @@ def compute_descriptors(positions, cell, pbc, species, feature_set, derivatives:
             desc.pair_atom = pair_j[mask]
             factor = feature_set.derivative_factor(z)
             desc.dvalues = dvalues[mask][:, cols, :] * factor[None, :, None]
+            if virial is not None:
+                desc.virial = virial[atoms][:, cols] * factor[None, :, None, None]
         out[z] = desc
     return out
 

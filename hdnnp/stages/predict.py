@@ -24,11 +24,10 @@ import numpy as np
 from hdnnp.errors import HdnnpError
 from hdnnp.h5io import (atomic_output, check_can_write, check_elements_covered, check_feature_sets_match,
                         open_stage_file, write_root_attrs)
-from hdnnp.model import Potential
+from hdnnp.model import EXTRAPOLATION_TOLERANCE, Potential
 from hdnnp.progress import Progress
 from hdnnp.training.loss import _np, data_from_descriptors, evaluate
 
-EXTRAPOLATION_TOLERANCE = 1e-9
 
 
 def same_feature_set(a, b) -> bool:
@@ -44,7 +43,7 @@ class _SetResult:
     def __init__(self):
         self.parts = {k: [] for k in ("energy_reference", "energy_predicted", "n_atoms", "temperature", "step",
                                       "extrapolation", "forces_reference", "forces_predicted",
-                                      "atomic_energies")}
+                                      "atomic_energies", "stress_predicted")}
 
     def add(self, **kw):
         for k, v in kw.items():
@@ -74,6 +73,17 @@ def _predict_block(potential, data, result: _SetResult, forces: bool, atomic: bo
                forces_reference=(_np(data.forces) if data.forces is not None
                                  else np.full((data.n_atoms_total, 3), np.nan)) if forces else None,
                atomic_energies=_np(ev.atomic_energy) if atomic else None)
+
+
+def _stresses(potential, frames, device: str) -> np.ndarray:
+    """Predicted stress (n_frames, 3, 3) eV/Å³ (ASE sign) of periodic frames; NaN where a frame is
+    not periodic in all three directions."""
+    out = np.full((len(frames), 3, 3), np.nan)
+    for k, f in enumerate(frames):
+        if np.all(f.pbc):
+            out[k] = potential.evaluate(f.positions, f.cell, f.pbc, f.species, forces=False, stress=True,
+                                        device=device).stress
+    return out
 
 
 def _frames_to_data(potential, frames, forces: bool, device: str):
@@ -112,8 +122,13 @@ def _read_structure_frames(path, file_format=None):
 
 def predict(model_path, input_path="symmetry.h5", output_path="predictions.h5", forces: bool = False,
             atomic_energies: bool = False, sets=None, overwrite: bool = False, device: str = "cpu",
-            chunk_frames: int = 64, quiet: bool = False, file_format: str | None = None) -> dict:
-    """Predict energies (and forces, atomic energies) for every set of ``input_path``.
+            chunk_frames: int = 64, quiet: bool = False, file_format: str | None = None,
+            stress: bool = False) -> dict:
+    """Predict energies (and forces, atomic energies, stresses) for every set of ``input_path``.
+
+    ``stress``: ``<set>/stress_predicted`` (n_frames, 3, 3) eV/Å³, ASE's sign (positive =
+    tensile), computed from the positions (:meth:`hdnnp.model.Potential.evaluate`); NaN for
+    frames that are not periodic in all three directions.
 
     Returns a summary per set: frames, energy RMSE (meV/atom) and force RMSE (meV/Å) against the
     stored references where known, extrapolating frames.
@@ -167,6 +182,8 @@ def predict(model_path, input_path="symmetry.h5", output_path="predictions.h5", 
                         data = _frames_to_data(potential, _read_frames(group, f0, f1), forces, device)
                     _predict_block(potential, data, res, forces, atomic_energies, xp,
                                    group["frames/temperature"][f0:f1], group["frames/step"][f0:f1])
+                    if stress:
+                        res.add(stress_predicted=_stresses(potential, _read_frames(group, f0, f1), device))
                     progress.update(f1 - f0)
                 progress.close()
                 results[s] = res.arrays()
@@ -185,6 +202,8 @@ def predict(model_path, input_path="symmetry.h5", output_path="predictions.h5", 
             data = _frames_to_data(potential, block, forces, device)
             _predict_block(potential, data, res, forces, atomic_energies, xp,
                            [f.temperature for f in block], [f.step for f in block])
+            if stress:
+                res.add(stress_predicted=_stresses(potential, block, device))
             progress.update(len(block))
         progress.close()
         results["predict"] = res.arrays()

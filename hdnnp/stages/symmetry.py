@@ -29,11 +29,10 @@ from hdnnp.elements import symbol
 from hdnnp.errors import HdnnpError
 from hdnnp.h5io import SET_NAMES, atomic_output, check_can_write, iter_frame_chunks, open_stage_file, write_root_attrs
 from hdnnp.kernels import resolve_device
+from hdnnp.model import EXTRAPOLATION_TOLERANCE
 from hdnnp.progress import Progress
 
 DERIVATIVE_MODES = ("auto", "always", "never")
-#: Scaled values beyond ±(1 + EXTRAPOLATION_TOLERANCE) count as extrapolation (rounding margin).
-EXTRAPOLATION_TOLERANCE = 1e-9
 
 
 class _Reservoir:
