@@ -48,19 +48,24 @@ def _make_class():
 
         implemented_properties = ["energy", "free_energy", "forces", "energies", "stress"]
 
-        def __init__(self, model, device: str = "cpu", **kwargs):
+        def __init__(self, model, device: str = "cpu", stress_with_forces: bool = False, **kwargs):
+            """``model``: a model.h5 path or a :class:`~hdnnp.model.Potential`.
+            ``stress_with_forces``: compute the stress whenever the forces are asked for (one
+            descriptor pass gives both; constant-pressure MD asks for both at every step)."""
             super().__init__(**kwargs)
             from hdnnp.model import Potential
 
             self.potential = model if isinstance(model, Potential) else Potential.load(model)
             self.device = device
+            self.stress_with_forces = stress_with_forces
 
         def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
             super().calculate(atoms, properties, system_changes)
             a = self.atoms
-            need_stress = "stress" in properties
+            need_forces = "forces" in properties or "stress" in properties
+            need_stress = "stress" in properties or (need_forces and self.stress_with_forces)
             p = self.potential.evaluate(a.get_positions(), a.get_cell().array, a.get_pbc(),
-                                        a.get_atomic_numbers(), forces="forces" in properties,
+                                        a.get_atomic_numbers(), forces=need_forces,
                                         stress=need_stress, device=self.device)
             self.results = {"energy": p.energy, "free_energy": p.energy, "energies": p.atomic_energies,
                             "extrapolation_count": p.extrapolation_count,

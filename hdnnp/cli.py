@@ -549,6 +549,19 @@ def study_command(config_path, data_dir, system, sets, predict, presets, seeds, 
     click.echo(f"wrote {summary['csv']}, {', '.join(summary['figures'].values())}")
 
 
+# --- MD and its analysis: commands with their stages (hdnnp/commands/) ----------------------
+
+def _register_commands():
+    from hdnnp.commands.analyze import analyze_command
+    from hdnnp.commands.md import md_command
+
+    cli.add_command(md_command)
+    cli.add_command(analyze_command)
+
+
+_register_commands()
+
+
 def main(argv=None):
     """Entry point of the ``hdnnp`` console script: user errors exit 2 with one clear line."""
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +30,8 @@ def imcon_of_cell(cell) -> int:
 
 
 def write_history(path, frames, layout: str = "dlpoly4", keytrj: int = 2, title: str = "hdnnp",
-                  timestep_ps: float = 0.001, names=None, forces_unit: str = "dlpoly") -> None:
+                  timestep_ps: float = 0.001, names=None, forces_unit: str = "dlpoly",
+                  n_frames: int | None = None) -> None:
     """Write frames (:class:`hdnnp.frames.Frame`) as a DL_POLY HISTORY file.
 
     ``layout``: ``"dlpoly4"`` (header line ``keytrj imcon natms nframes nrecords``, records
@@ -37,17 +39,24 @@ def write_history(path, frames, layout: str = "dlpoly4", keytrj: int = 2, title:
     frames) are written in DL_POLY internal units (10 J/mol/Å) unless ``forces_unit="eV/A"``.
     Velocities are written as zeros when keytrj >= 1 (frames carry none).
     ``names``: per-atom names (default: element symbols). A ``.gz`` path is gzip-compressed.
+    ``n_frames``: the number of frames, when known; then ``frames`` may be any iterator and is
+    written as it comes (bounded memory), else it is read into a list first.
     """
-    frames = list(frames)
-    natms = len(frames[0].species)
-    imcon = imcon_of_cell(frames[0].cell)
+    if n_frames is None:
+        frames = list(frames)
+        n_frames = len(frames)
+    frames = iter(frames)
+    first = next(frames)
+    frames = itertools.chain([first], frames)
+    natms = len(first.species)
+    imcon = imcon_of_cell(first.cell)
     fscale = EV_PER_ANGSTROM_IN_DLPOLY_FORCE if forces_unit == "dlpoly" else 1.0
     nrec_frame = 4 + natms * (2 + keytrj)
     pad = (lambda s: f"{s:<72s}\n") if layout == "dlpoly4" else (lambda s: s + "\n")
     with _open_text(path) as fh:
         fh.write(pad(title[:72]))
         if layout == "dlpoly4":
-            fh.write(pad(f"{keytrj:10d}{imcon:10d}{natms:10d}{len(frames):21d}{2 + nrec_frame * len(frames):21d}"))
+            fh.write(pad(f"{keytrj:10d}{imcon:10d}{natms:10d}{n_frames:21d}{2 + nrec_frame * n_frames:21d}"))
         else:
             fh.write(pad(f"{keytrj:10d}{imcon:10d}{natms:10d}"))
         for fr in frames:

@@ -1,0 +1,142 @@
+"""``hdnnp md``: thin CLI layer over :func:`hdnnp.stages.md.md`."""
+
+from __future__ import annotations
+
+import click
+
+from hdnnp.md.driver import ENSEMBLES, EXIT_GUARD_STOP, GPA_PER_EV_PER_A3, THERMOSTATS
+from hdnnp.md.guards import (DEFAULT_MAX_EXTRAPOLATION_EXCESS, DEFAULT_MAX_TEMPERATURE_FACTOR,
+                             DEFAULT_MIN_DISTANCE_ANGSTROM)
+
+
+def md_settings_options(func):
+    """Options that define an MD run (``md``; the MD check of ``run`` reuses the defaults)."""
+    options = [
+        click.option("--ensemble", type=click.Choice(ENSEMBLES), default="nvt", show_default=True,
+                     help="nve: velocity Verlet; nvt: --thermostat; npt: isotropic MTK barostat "
+                          "with Nosé–Hoover chains."),
+        click.option("--thermostat", type=click.Choice(THERMOSTATS), default="langevin", show_default=True,
+                     help="NVT thermostat."),
+        click.option("--temperature", type=float, required=True,
+                     help="Temperature (K): thermostat target, initial velocities."),
+        click.option("--pressure", type=float, default=0.0, show_default=True, help="npt: pressure (GPa)."),
+        click.option("--timestep", type=float, default=2.0, show_default=True, help="Time step (fs)."),
+        click.option("--time", "time_ps", type=float, default=None, help="Length of the run (ps)."),
+        click.option("--steps", type=int, default=None, help="Length of the run in steps [--time, else 1000]."),
+        click.option("--tdamp", type=float, default=100.0, show_default=True,
+                     help="Thermostat time constant (fs; Langevin friction = 1/tdamp)."),
+        click.option("--pdamp", type=float, default=1000.0, show_default=True,
+                     help="Barostat time constant (fs)."),
+        click.option("--seed", type=int, default=0, show_default=True,
+                     help="Seed of the initial velocities and the Langevin noise."),
+        click.option("--write-every", type=int, default=10, show_default=True,
+                     help="Store a frame every N steps."),
+        click.option("--guard-every", type=int, default=10, show_default=True,
+                     help="Check the guards every N steps."),
+        click.option("--on-extrapolation", type=click.Choice(["stop", "warn"]), default="stop",
+                     show_default=True, help="What a run does when a feature leaves the training range "
+                                             "by more than --max-extrapolation."),
+        click.option("--max-extrapolation", type=float, default=DEFAULT_MAX_EXTRAPOLATION_EXCESS,
+                     show_default=True, help="Largest excess max|x'| - 1 of a scaled feature "
+                                             "(0.1 = 5%% of its training range)."),
+        click.option("--min-distance", type=float, default=DEFAULT_MIN_DISTANCE_ANGSTROM, show_default=True,
+                     help="Stop when two atoms come closer than this (Å)."),
+        click.option("--max-temperature", type=float, default=None,
+                     help=f"Stop above this temperature (K) [{DEFAULT_MAX_TEMPERATURE_FACTOR:g} x --temperature]."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def settings_from_options(ensemble, thermostat, temperature, pressure, timestep, time_ps, steps, tdamp,
+                          pdamp, seed, write_every, guard_every, on_extrapolation, max_extrapolation,
+                          min_distance, max_temperature):
+    """:class:`MDSettings` from the values of :func:`md_settings_options` (checked)."""
+    from hdnnp.errors import HdnnpError
+    from hdnnp.md.driver import MDSettings
+    from hdnnp.md.guards import GuardLimits
+
+    if time_ps is not None and steps is not None:
+        raise HdnnpError("--time and --steps: give one of them")
+    if time_ps is not None:
+        if not time_ps > 0:
+            raise HdnnpError(f"--time: expected a length > 0 ps, got {time_ps}")
+        steps = int(round(time_ps * 1000.0 / timestep)) if timestep > 0 else 0
+    limits = GuardLimits(max_extrapolation_excess=max_extrapolation, min_distance_angstrom=min_distance,
+                         max_temperature_K=(max_temperature if max_temperature is not None
+                                            else DEFAULT_MAX_TEMPERATURE_FACTOR * temperature),
+                         on_extrapolation=on_extrapolation)
+    settings = MDSettings(ensemble=ensemble, thermostat=thermostat, temperature_K=temperature,
+                          pressure_GPa=pressure, timestep_fs=timestep, n_steps=1000 if steps is None else steps,
+                          tdamp_fs=tdamp, pdamp_fs=pdamp, seed=seed, write_every=write_every,
+                          guard_every=guard_every, limits=limits)
+    settings.check()
+    return settings
+
+
+@click.command("md")
+@click.option("--model", "model_path", default="model.h5", show_default=True, type=click.Path(dir_okay=False),
+              help="Potential (model.h5 from hdnnp train).")
+@click.option("--start", required=True, metavar="PATH",
+              help="Start structure: prepared.h5/symmetry.h5/md.h5 (with --start-set, --start-frame) or a "
+                   "structure file (DL_POLY HISTORY, extxyz, input.data, POSCAR, ...).")
+@click.option("--start-set", default=None, help="Frame set of an hdnnp file [predict, else train; md.h5: trajectory].")
+@click.option("--start-frame", type=int, default=0, show_default=True, help="Frame index (negative: from the end).")
+@click.option("--format", "start_format", default=None, help="Format of a structure file [from the name].")
+@click.option("--supercell", default="1x1x1", show_default=True, help="Repeat the start structure, e.g. 2x2x2.")
+@md_settings_options
+@click.option("-o", "--output", default="md.h5", show_default=True, type=click.Path(dir_okay=False),
+              help="Trajectory file.")
+@click.option("--xyz", default=None, type=click.Path(dir_okay=False), help="Also write the trajectory as extxyz.")
+@click.option("--history", default=None, type=click.Path(dir_okay=False),
+              help="Also write it as DL_POLY HISTORY<suffix> + E<suffix>.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "gpu"]), default="cpu", show_default=True)
+@click.option("--resume", is_flag=True, help="Continue an interrupted run from OUTPUT.checkpoint.")
+@click.option("--overwrite", is_flag=True, help="Replace existing outputs (and an unfinished run).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
+def md_command(model_path, start, start_set, start_frame, start_format, supercell, output, xyz, history, device,
+               resume, overwrite, quiet, **settings_kwargs):
+    """Molecular dynamics with a trained potential (ASE integrators) -> md.h5.
+
+    Frames (positions, forces, stress, energies, temperature, guard quantities) are stored every
+    --write-every steps, in chunks, with a checkpoint after each chunk. Guards watch every
+    --guard-every steps for extrapolation, close contacts and overheating; a run that leaves the
+    potential's domain stops with one line saying when and why, keeps its frames, saves the last
+    ones to OUTPUT-stem.guard.xyz (ready for the reference method) and exits with status 3.
+
+    \b
+    hdnnp md --start prepared.h5 --temperature 773 --time 10
+    hdnnp md --start HISTORY.Te.773K --supercell 2x2x2 --ensemble npt --temperature 773 --steps 20000
+    hdnnp md --start prepared.h5 --temperature 773 --time 10 --resume
+    """
+    from hdnnp.stages.md import md, parse_supercell
+
+    settings = settings_from_options(**settings_kwargs)
+    summary = md(model_path, start, output, settings, start_set=start_set, start_frame=start_frame,
+                 start_format=start_format, supercell=parse_supercell(supercell), device=device, xyz=xyz,
+                 history=history, resume=resume, overwrite=overwrite, quiet=quiet,
+                 log=lambda m: click.echo(m, err=True))
+    click.echo(format_md_summary(summary))
+    for key in ("output", "xyz", "history"):
+        if summary.get(key):
+            click.echo(f"wrote {summary[key]}")
+    if summary["status"] != "complete":
+        click.echo(f"Stopped: {summary['reason']}", err=True)
+        click.echo(f"wrote {summary['guard_file']} (the last frames, for labelling)", err=True)
+        raise SystemExit(EXIT_GUARD_STOP)
+
+
+def format_md_summary(summary: dict) -> str:
+    g = summary["last_guard"]
+    text = (f"md: {summary['status']} at step {summary['steps']} ({summary['time_ps']:.3f} ps), "
+            f"{summary['n_frames']} frames; {summary['ns_per_day']:.3g} ns/day, "
+            f"{summary['atom_steps_per_s']:.0f} atom-steps/s")
+    if g is not None:
+        text += (f"; last check: T {g.temperature_K:.0f} K, shortest distance {g.min_distance_angstrom:.2f} Å, "
+                 f"{g.extrapolation_count} extrapolating features (largest excess "
+                 f"{g.extrapolation_max_excess:.3g})")
+    return text
+
+
+__all__ = ["md_command", "md_settings_options", "settings_from_options", "GPA_PER_EV_PER_A3"]

@@ -1,0 +1,173 @@
+"""``hdnnp md``: molecular dynamics with a trained potential -> md.h5 (layout:
+:mod:`hdnnp.md.trajectory`; integrators and guards: :mod:`hdnnp.md.driver`, :mod:`hdnnp.md.guards`).
+
+The start structure is a frame of an hdnnp file (prepared.h5, symmetry.h5: set and index;
+an earlier md.h5: its trajectory) or of any structure file the project reads (DL_POLY HISTORY
+with its E file, extxyz, n2p2 input.data, VASP and the other ASE formats), optionally repeated
+into a supercell. After the run the trajectory can also be written as extxyz (OVITO, VMD) and
+as a DL_POLY HISTORY + E pair (which ``hdnnp prepare`` reads back).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from hdnnp.errors import HdnnpError
+from hdnnp.frames import Frame
+from hdnnp.h5io import atomic_output, check_can_write, check_elements_covered, iter_frame_chunks, open_stage_file
+from hdnnp.md.driver import MDSettings, run_md
+
+
+def parse_supercell(text) -> tuple[int, int, int]:
+    """``2x2x2`` (or ``2,2,2``, or ``2`` for all three) -> (2, 2, 2)."""
+    if text is None:
+        return (1, 1, 1)
+    parts = [p for p in re.split(r"[x,×\s]+", str(text).strip().lower()) if p]
+    try:
+        reps = [int(p) for p in parts]
+    except ValueError:
+        reps = []
+    if len(reps) == 1:
+        reps *= 3
+    if len(reps) != 3 or min(reps) < 1:
+        raise HdnnpError(f"--supercell: expected three positive integers like 2x2x2, got '{text}'")
+    return tuple(reps)
+
+
+def _stage_of(path: Path):
+    try:
+        with h5py.File(path, "r") as h5:
+            stage = h5.attrs.get("stage")
+    except OSError:
+        return None
+    return stage.decode() if isinstance(stage, bytes) else stage
+
+
+def load_start(path, set_name: str | None = None, frame: int = 0, file_format: str | None = None) -> Frame:
+    """Frame ``frame`` (negative: from the end) of ``path``: an hdnnp file's set (default
+    ``predict``, else ``train``; md.h5: ``trajectory``) or any structure file."""
+    path = Path(path)
+    if not path.exists():
+        raise HdnnpError(f"{path}: no such file (--start)")
+    if _stage_of(path) is not None:
+        with open_stage_file(path, ("prepare", "symmetry", "md")) as h5:
+            sets = [s for s in h5 if isinstance(h5[s], h5py.Group) and "frames/atom_offset" in h5[s]]
+            if set_name is None:
+                set_name = next((s for s in ("trajectory", "predict", "train") if s in sets
+                                 and len(h5[s]["frames/atom_offset"]) > 1), None)
+            if set_name not in sets:
+                raise HdnnpError(f"{path}: no frame set '{set_name}' (sets: {', '.join(sets) or 'none'}); "
+                                 "choose one with --start-set")
+            group = h5[set_name]
+            n = len(group["frames/atom_offset"]) - 1
+            if not -n <= frame < n:
+                raise HdnnpError(f"--start-frame {frame}: {path}:{set_name} has {n} frames")
+            from hdnnp.stages.predict import _read_frames
+
+            f = frame % n
+            return _read_frames(group, f, f + 1)[0]
+    from hdnnp.stages.predict import _read_structure_frames
+
+    frames = _read_structure_frames(path, file_format)
+    if not -len(frames) <= frame < len(frames):
+        raise HdnnpError(f"--start-frame {frame}: {path} has {len(frames)} structures")
+    return frames[frame]
+
+
+def start_atoms(frame: Frame, supercell=(1, 1, 1)):
+    """ASE Atoms of a frame, repeated ``supercell`` times."""
+    from ase import Atoms
+
+    atoms = Atoms(numbers=frame.species, positions=frame.positions, cell=frame.cell, pbc=frame.pbc)
+    if tuple(supercell) != (1, 1, 1):
+        if not np.all(atoms.pbc[np.array(supercell) > 1]):
+            raise HdnnpError(f"--supercell {'x'.join(map(str, supercell))}: the start structure is not "
+                             "periodic along a repeated direction")
+        atoms = atoms.repeat(supercell)
+    return atoms
+
+
+def md(model_path, start, output="md.h5", settings: MDSettings | None = None, *, start_set=None,
+       start_frame: int = 0, start_format=None, supercell=(1, 1, 1), device: str = "cpu",
+       xyz=None, history=None, resume: bool = False, overwrite: bool = False, quiet: bool = False,
+       log=print) -> dict:
+    """Run MD with the potential of ``model_path`` from a start structure; see :func:`run_md`."""
+    from hdnnp.ase_calculator import HDNNPCalculator
+    from hdnnp.h5io import sha256_of
+    from hdnnp.kernels import resolve_device
+    from hdnnp.model import Potential
+
+    settings = settings or MDSettings()
+    settings.check()
+    check_can_write(output, overwrite)
+    for extra in (xyz, history):
+        if extra is not None:
+            check_can_write(extra, overwrite)
+    potential = Potential.load(model_path)
+    frame = load_start(start, start_set, start_frame, start_format)
+    check_elements_covered(np.unique(frame.species), potential.elements, f"{start} (start structure)",
+                           str(model_path))
+    atoms = start_atoms(frame, supercell)
+    atoms.calc = HDNNPCalculator(potential, device=resolve_device(device))
+    summary = run_md(atoms, settings, output, resume=resume, overwrite=overwrite, quiet=quiet, log=log,
+                     root_attrs={"model": str(Path(model_path).resolve()), "model_sha256": sha256_of(model_path),
+                                 "start": f"{start}:{start_set or ''}@{start_frame}",
+                                 "supercell": "x".join(map(str, supercell))})
+    if xyz is not None:
+        summary["xyz"] = export_extxyz(output, xyz, overwrite)
+    if history is not None:
+        summary["history"] = export_history(output, history, overwrite, settings.timestep_fs * 1e-3)
+    return summary
+
+
+def _md_frames(md_path, chunk_frames: int = 256):
+    """(Frame, stress, time_ps) of every stored frame of an md.h5, read in chunks."""
+    with open_stage_file(md_path, "md") as h5:
+        group = h5["trajectory"]
+        stress, times = group["frames/stress"], group["frames/time"]
+        for f0, chunk in iter_frame_chunks(group, chunk_frames):
+            for k in range(len(chunk)):
+                yield chunk.frame(k), stress[f0 + k], float(times[f0 + k])
+
+
+def export_extxyz(md_path, path, overwrite: bool = False) -> str:
+    """md.h5 -> extxyz (energy, forces, stress, step and time per frame), frame by frame."""
+    import ase.io
+    from ase import Atoms
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    with atomic_output(path, overwrite) as tmp:
+        with open(tmp, "w") as fh:
+            for frame, stress, time_ps in _md_frames(md_path):
+                atoms = Atoms(numbers=frame.species, positions=frame.positions, cell=frame.cell, pbc=frame.pbc)
+                results = dict(energy=frame.energy, forces=frame.forces)
+                if np.all(np.isfinite(stress)):
+                    results["stress"] = stress
+                atoms.calc = SinglePointCalculator(atoms, **results)
+                atoms.info.update(step=frame.step, time_ps=time_ps, temperature_K=frame.temperature)
+                ase.io.write(fh, atoms, format="extxyz")
+    return str(path)
+
+
+def export_history(md_path, path, overwrite: bool = False, timestep_ps: float = 0.001) -> str:
+    """md.h5 -> DL_POLY 4 HISTORY (forces in DL_POLY units) and its energy file E<suffix>, so that
+    ``hdnnp prepare`` reads the trajectory back."""
+    from hdnnp.io.dlpoly_write import write_energies, write_history
+
+    path = Path(path)
+    if not path.name.startswith("HISTORY"):
+        raise HdnnpError(f"--history {path}: the name must start with HISTORY (its energy file is "
+                         "E<same suffix>)")
+    energy_path = path.with_name("E" + path.name[len("HISTORY"):])
+    check_can_write(energy_path, overwrite)
+    with open_stage_file(md_path, "md") as h5:
+        n_frames = len(h5["trajectory/frames/atom_offset"]) - 1
+    with atomic_output(path, overwrite) as tmp, atomic_output(energy_path, overwrite) as tmp_e:
+        write_history(tmp, (f for f, _, _ in _md_frames(md_path)), timestep_ps=timestep_ps, n_frames=n_frames,
+                      title=f"hdnnp md {md_path}")
+        write_energies(tmp_e, (f for f, _, _ in _md_frames(md_path)))
+    return str(path)
