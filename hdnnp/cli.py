@@ -414,10 +414,13 @@ def _echo_warnings(caught):
 @input_selection_options
 @click.option("--preset", type=click.Choice(["default", "seed", "fast"]), default=None,
               help="train: option set (see 'hdnnp train --help') [default: default].")
+@click.option("--md-check", "md_check_ps", type=float, default=2.0, show_default=True,
+              help="End with this many ps of NVT MD at each prediction temperature (MD_CHECK.png).")
+@click.option("--no-md", is_flag=True, help="Skip the MD check.")
 @_pipeline_options
 def run_command(work_dir, out_dir, n_features, device, preset, optimizer, epochs, max_evals,
-                time_limit, seed, force_weight, forces, overwrite, quiet, **kwargs):
-    """Run every stage: prepare -> symmetry -> train -> predict -> report.
+                time_limit, seed, force_weight, forces, overwrite, quiet, md_check_ps, no_md, **kwargs):
+    """Run every stage: prepare -> symmetry -> train -> predict -> report, then a short MD check.
 
     With no input options it runs the bundled example (from the clone's root):
     --data-dir data/example --system Te --train 673K,723K,823K,873K,973K --predict 773K.
@@ -457,7 +460,7 @@ def run_command(work_dir, out_dir, n_features, device, preset, optimizer, epochs
                                symmetry_options=opts["symmetry_options"],
                                train_options=opts["train_options"], forces=opts["forces"],
                                device=opts["device"], overwrite=overwrite, quiet=quiet,
-                               log=click.echo)
+                               md_check_ps=None if no_md else md_check_ps, log=click.echo)
     _echo_warnings(caught)
     metrics = summary["metrics"]
     click.echo(f"Mean prediction error ({summary['paths']['predictions']}; E per box, E/N per "
@@ -467,10 +470,18 @@ def run_command(work_dir, out_dir, n_features, device, preset, optimizer, epochs
         click.echo(format_training(metrics["training"]))
     for line in extrapolation_warnings(metrics):
         click.echo(line, err=True)
+    if "md_check" in summary:
+        click.echo("MD check (Langevin NVT from the first reference frame; g(r) against the reference "
+                   "trajectory):")
+        for result in summary["md_check"]["results"]:
+            click.echo("  " + result.line())
     click.echo(f"Wall time on {summary['device']} ({opts['preset']} preset): "
                f"{format_wall_times(summary['wall_time_s'])}")
     click.echo(f"Intermediates: {', '.join(summary['paths'].values())}")
-    click.echo(f"Figures: {', '.join(metrics['figures'].values())}")
+    figures = list(metrics["figures"].values())
+    if "md_check" in summary:
+        figures.append(summary["md_check"]["figure"])
+    click.echo(f"Figures: {', '.join(figures)}")
 
 
 @cli.command("study")

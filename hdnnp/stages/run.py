@@ -276,7 +276,7 @@ def data_has_forces(prepared_summary: dict) -> bool:
 def run_pipeline(selection, reading: dict | None = None, *, work_dir=".", out_dir="data",
                  symmetry_options: dict | None = None, train_options=None, forces=None,
                  device: str = "auto", overwrite: bool = False, quiet: bool = False,
-                 report: bool = True, log=None) -> dict:
+                 report: bool = True, md_check_ps: float | None = None, log=None) -> dict:
     """Run stages 2-6 on ``selection`` (an :class:`hdnnp.inputs.InputSelection`).
 
     ``reading``: reading options of :func:`hdnnp.stages.prepare.prepare` (skip, stride, ...);
@@ -286,7 +286,9 @@ def run_pipeline(selection, reading: dict | None = None, *, work_dir=".", out_di
     None); ``forces``: predict forces (None: when every set has forces); ``device``:
     auto | cpu | gpu, resolved once and used by symmetry, train and predict; ``report``:
     also write ``metrics.json`` and the figures into ``out_dir``; ``log``: a callable taking
-    one line (what each stage is doing), e.g. ``click.echo``.
+    one line (what each stage is doing), e.g. ``click.echo``; ``md_check_ps``: end with the MD
+    check of :mod:`hdnnp.md.check` at each prediction temperature, this many ps each (None: no
+    check), writing ``md_check_<T>K.h5`` and ``out_dir/MD_CHECK.png``.
 
     Returns ``{"device", "work_dir", "paths": {name: str}, "wall_time_s": {stage: s, "total":
     s}, "stages": {stage: the stage's summary}, "metrics": the report summary (when
@@ -308,6 +310,10 @@ def run_pipeline(selection, reading: dict | None = None, *, work_dir=".", out_di
         from hdnnp.stages.report import FIGURE_NAMES
 
         outputs += [Path(out_dir) / name for name in FIGURE_NAMES.values()]
+    if md_check_ps is not None:
+        from hdnnp.md.check import MD_CHECK_FIGURE
+
+        outputs.append(Path(out_dir) / MD_CHECK_FIGURE)
     check_outputs_free(outputs, overwrite)
     if out_dir is not None and Path(out_dir).exists() and not Path(out_dir).is_dir():
         raise HdnnpError(f"{out_dir}: exists and is not a directory (--out-dir)")
@@ -362,9 +368,19 @@ def run_pipeline(selection, reading: dict | None = None, *, work_dir=".", out_di
                                    paths["metrics"], overwrite=overwrite)
     else:
         summary["paths"].pop("metrics")
+    if md_check_ps is not None and prep["sets"]["predict"]["n_frames"]:
+        from hdnnp.md.check import MD_CHECK_FIGURE, md_check, md_check_figure
+        from hdnnp.plots import save_figure
+
+        results = timed("md check", f"{md_check_ps:g} ps NVT at each prediction temperature",
+                        md_check, paths["model"], paths["prepared"], work_dir, time_ps=md_check_ps,
+                        overwrite=overwrite, quiet=quiet, log=log)
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        figure = save_figure(md_check_figure(results), Path(out_dir) / MD_CHECK_FIGURE, overwrite)
+        summary["md_check"] = {"results": results, "figure": str(figure)}
     times["total"] = time.perf_counter() - t_all
     summary["wall_time_s"] = times
-    summary["stages"] = {k: v for k, v in stages.items() if k != "report"}
+    summary["stages"] = {k: v for k, v in stages.items() if k not in ("report", "md check")}
     return summary
 
 
