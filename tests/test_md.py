@@ -303,3 +303,30 @@ def test_an_element_the_model_lacks_is_refused(model, tmp_path, capsys):
     assert exc.value.code == 2
     assert "Cu" in capsys.readouterr().err
     assert not (tmp_path / "md.h5").exists()
+
+
+def test_density_scan_writes_one_run_per_temperature_and_the_density(model, tmp_path):
+    """--scan: one NPT run per temperature, the density of each the block average of its frames'
+    mass densities after the equilibration, the figure and JSON beside the output."""
+    import json
+
+    from hdnnp.analysis.observables import mass_density
+
+    main(["md", "--model", str(model / "model.h5"), "--start", str(model / "prepared.h5"), "--ensemble", "npt",
+          "--scan", "60,120", "--steps", "40", "--write-every", "4", "--equilibration", "0.02",
+          "--on-extrapolation", "warn", "--min-distance", "0", "-o", str(tmp_path / "md.h5"), "-q"])
+    summary = json.loads((tmp_path / "md_density.json").read_text())
+    assert [p["temperature_K"] for p in summary["points"]] == [60.0, 120.0]
+    assert (tmp_path / "DENSITY_VS_T.png").stat().st_size > 0
+    for point in summary["points"]:
+        with h5py.File(point["md_path"]) as h5:
+            g = h5["trajectory"]
+            assert h5.attrs["settings"] and '"ensemble": "npt"' in h5.attrs["settings"]
+            keep = g["frames/time"][:] >= 0.02
+            rho = [mass_density(g["atoms/species"][:8], c) for c in g["frames/cell"][:][keep]]
+        assert point["n_frames_used"] == int(keep.sum())
+        assert point["density_g_cm3"] == pytest.approx(np.mean(rho), rel=1e-12)
+    with pytest.raises(SystemExit) as exc:
+        main(["md", "--model", str(model / "model.h5"), "--start", str(model / "prepared.h5"), "--scan", "60",
+              "-o", str(tmp_path / "x.h5")])
+    assert exc.value.code == 2

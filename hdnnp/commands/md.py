@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from hdnnp.errors import HdnnpError
+
 from hdnnp.md.driver import ENSEMBLES, EXIT_GUARD_STOP, GPA_PER_EV_PER_A3, THERMOSTATS
 from hdnnp.md.guards import (DEFAULT_MAX_EXTRAPOLATION_EXCESS, DEFAULT_MAX_TEMPERATURE_FACTOR,
                              DEFAULT_MIN_DISTANCE_ANGSTROM)
@@ -17,8 +19,8 @@ def md_settings_options(func):
                           "with Nosé–Hoover chains."),
         click.option("--thermostat", type=click.Choice(THERMOSTATS), default="langevin", show_default=True,
                      help="NVT thermostat."),
-        click.option("--temperature", type=float, required=True,
-                     help="Temperature (K): thermostat target, initial velocities."),
+        click.option("--temperature", type=float, default=None,
+                     help="Temperature (K): thermostat target, initial velocities (required unless --scan)."),
         click.option("--pressure", type=float, default=0.0, show_default=True, help="npt: pressure (GPa)."),
         click.option("--timestep", type=float, default=2.0, show_default=True, help="Time step (fs)."),
         click.option("--time", "time_ps", type=float, default=None, help="Length of the run (ps)."),
@@ -59,6 +61,8 @@ def settings_from_options(ensemble, thermostat, temperature, pressure, timestep,
 
     if time_ps is not None and steps is not None:
         raise HdnnpError("--time and --steps: give one of them")
+    if temperature is None:
+        raise HdnnpError("--temperature: required (the thermostat target and initial velocities)")
     if time_ps is not None:
         if not time_ps > 0:
             raise HdnnpError(f"--time: expected a length > 0 ps, got {time_ps}")
@@ -91,12 +95,17 @@ def settings_from_options(ensemble, thermostat, temperature, pressure, timestep,
 @click.option("--xyz", default=None, type=click.Path(dir_okay=False), help="Also write the trajectory as extxyz.")
 @click.option("--history", default=None, type=click.Path(dir_okay=False),
               help="Also write it as DL_POLY HISTORY<suffix> + E<suffix>.")
+@click.option("--scan", default=None, metavar="T,T,...",
+              help="Density scan: one NPT run per temperature (K) -> OUTPUT-stem_<T>K.h5, DENSITY_VS_T.png "
+                   "and OUTPUT-stem_density.json beside OUTPUT.")
+@click.option("--equilibration", type=float, default=None,
+              help="--scan: discard the first ps of each run [a fifth of the run].")
 @click.option("--device", type=click.Choice(["auto", "cpu", "gpu"]), default="cpu", show_default=True)
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from OUTPUT.checkpoint.")
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs (and an unfinished run).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
-def md_command(model_path, start, start_set, start_frame, start_format, supercell, output, xyz, history, device,
-               resume, overwrite, quiet, **settings_kwargs):
+def md_command(model_path, start, start_set, start_frame, start_format, supercell, output, xyz, history, scan,
+               equilibration, device, resume, overwrite, quiet, **settings_kwargs):
     """Molecular dynamics with a trained potential (ASE integrators) -> md.h5.
 
     Frames (positions, forces, stress, energies, temperature, guard quantities) are stored every
@@ -109,9 +118,30 @@ def md_command(model_path, start, start_set, start_frame, start_format, supercel
     hdnnp md --start prepared.h5 --temperature 773 --time 10
     hdnnp md --start HISTORY.Te.773K --supercell 2x2x2 --ensemble npt --temperature 773 --steps 20000
     hdnnp md --start prepared.h5 --temperature 773 --time 10 --resume
+    hdnnp md --start prepared.h5 --supercell 2x2x2 --ensemble npt --scan 573,673,773,873,973 --time 20
     """
-    from hdnnp.stages.md import md, parse_supercell
+    from hdnnp.stages.md import density_scan_command, md, parse_supercell
 
+    if scan is not None:
+        if settings_kwargs["ensemble"] != "npt":
+            raise HdnnpError("--scan: a density scan needs --ensemble npt")
+        temperatures = _parse_temperatures(scan)
+        ceiling = settings_kwargs["max_temperature"]
+        if settings_kwargs["temperature"] is None:
+            settings_kwargs["temperature"] = temperatures[0]
+        settings = settings_from_options(**settings_kwargs)
+        if ceiling is None:
+            settings.limits.max_temperature_K = float("inf")  # 3 x each temperature of the scan
+        result = density_scan_command(model_path, start, output, settings, temperatures, equilibration,
+                                      start_set=start_set, start_frame=start_frame, start_format=start_format,
+                                      supercell=parse_supercell(supercell), device=device, overwrite=overwrite,
+                                      quiet=quiet, log=lambda m: click.echo(m, err=True))
+        click.echo("T (K)   density (g/cm³)      P (GPa)          frames  run")
+        for p in result["points"]:
+            click.echo(f"{p.temperature_K:6.0f}  {p.density_g_cm3:.4f} ± {p.density_error:.4f}  "
+                       f"{p.pressure_GPa:7.3f} ± {p.pressure_error:.3f}  {p.n_frames_used:6d}  {p.status}")
+        click.echo(f"wrote {', '.join(result['files'])}")
+        return
     settings = settings_from_options(**settings_kwargs)
     summary = md(model_path, start, output, settings, start_set=start_set, start_frame=start_frame,
                  start_format=start_format, supercell=parse_supercell(supercell), device=device, xyz=xyz,
@@ -125,6 +155,18 @@ def md_command(model_path, start, start_set, start_frame, start_format, supercel
         click.echo(f"Stopped: {summary['reason']}", err=True)
         click.echo(f"wrote {summary['guard_file']} (the last frames, for labelling)", err=True)
         raise SystemExit(EXIT_GUARD_STOP)
+
+
+def _parse_temperatures(text) -> list[float]:
+    from hdnnp.errors import HdnnpError
+
+    try:
+        values = [float(t.strip().rstrip("Kk")) for t in str(text).split(",") if t.strip()]
+    except ValueError:
+        values = []
+    if not values or min(values) <= 0:
+        raise HdnnpError(f"--scan: expected temperatures in K like 573,673,773, got '{text}'")
+    return values
 
 
 def format_md_summary(summary: dict) -> str:

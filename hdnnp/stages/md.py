@@ -124,6 +124,50 @@ def md(model_path, start, output="md.h5", settings: MDSettings | None = None, *,
     return summary
 
 
+def density_scan_command(model_path, start, output, settings: MDSettings, temperatures, equilibration_ps=None, *,
+                         start_set=None, start_frame: int = 0, start_format=None, supercell=(1, 1, 1),
+                         device: str = "cpu", overwrite: bool = False, quiet: bool = False, log=print) -> dict:
+    """``hdnnp md --scan``: :func:`hdnnp.md.scan.density_scan` from a start structure, then
+    ``DENSITY_VS_T.png`` and ``<stem>_density.json`` beside ``output``."""
+    import json
+
+    from hdnnp.ase_calculator import HDNNPCalculator
+    from hdnnp.kernels import resolve_device
+    from hdnnp.model import Potential
+    from hdnnp.md.scan import DENSITY_FIGURE, density_figure, density_scan
+    from hdnnp.plots import save_figure
+    from hdnnp.stages.report import json_ready
+
+    settings.check()
+    output = Path(output)
+    figure_path = output.with_name(DENSITY_FIGURE)
+    json_path = output.with_name(f"{output.stem}_density.json")
+    for path in (figure_path, json_path):
+        check_can_write(path, overwrite)
+    potential = Potential.load(model_path)
+    frame = load_start(start, start_set, start_frame, start_format)
+    check_elements_covered(np.unique(frame.species), potential.elements, f"{start} (start structure)",
+                           str(model_path))
+    device = resolve_device(device)
+
+    def fresh_atoms():
+        atoms = start_atoms(frame, supercell)
+        atoms.calc = HDNNPCalculator(potential, device=device)
+        return atoms
+
+    if equilibration_ps is None:
+        equilibration_ps = 0.2 * settings.n_steps * settings.timestep_fs * 1e-3
+    points = density_scan(fresh_atoms, settings, temperatures, output, equilibration_ps, overwrite=overwrite,
+                          quiet=quiet, log=log)
+    save_figure(density_figure(points, settings.pressure_GPa), figure_path, overwrite)
+    with atomic_output(json_path, overwrite) as tmp:
+        tmp.write_text(json.dumps(json_ready(dict(model=str(model_path), start=str(start),
+                                                  supercell=list(supercell), pressure_GPa=settings.pressure_GPa,
+                                                  equilibration_ps=equilibration_ps,
+                                                  points=[p.as_dict() for p in points])), indent=1))
+    return dict(points=points, files=[p.md_path for p in points] + [str(figure_path), str(json_path)])
+
+
 def _md_frames(md_path, chunk_frames: int = 256):
     """(Frame, stress, time_ps) of every stored frame of an md.h5, read in chunks."""
     with open_stage_file(md_path, "md") as h5:
