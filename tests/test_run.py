@@ -75,6 +75,28 @@ def test_run_writes_every_output(pipeline):
         assert "forces_predicted" in h5["predict"]  # forces exist, so predicted by default
 
 
+def test_run_ends_with_an_md_check(pipeline):
+    """The MD check at 773 K: its trajectory, figure and printed line agree with the md file."""
+    root, out = pipeline
+    width, _ = _png_size(root / "figs" / "MD_CHECK.png")
+    assert width >= 400
+    with h5py.File(root / "md_check_773K.h5", "r") as h5:
+        assert h5.attrs["stage"] == "md"
+        settings = json.loads(h5.attrs["settings"])
+        assert settings["ensemble"] == "nvt" and settings["temperature_K"] == 773.0
+        time_ps = h5["trajectory/frames/time"][:]
+        excess = h5["trajectory/guards/extrapolation_max_excess"][:]
+        status = h5.attrs["status"]
+    line = next(text for text in out.splitlines() if text.strip().startswith("773 K:"))
+    outside = np.flatnonzero(excess > settings["limits"]["max_extrapolation_excess"])
+    if len(outside):
+        assert f"left its training domain at {time_ps[outside[0]]:.2f} ps" in line
+    else:
+        assert "stayed" in line
+    assert ("ran to the end" in line) == (status == "complete")
+    assert "∫|Δg|dr" in line
+
+
 def _recompute(path, set_name="predict"):
     with h5py.File(path, "r") as h5:
         g = h5[set_name]

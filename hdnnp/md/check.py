@@ -28,6 +28,11 @@ CHECK_TIMESTEP_FS = 2.0
 CHECK_RDF_R_MAX, CHECK_RDF_BINS = 6.0, 120
 
 
+def check_path(work_dir, temperature_K: float) -> Path:
+    """The trajectory of the check at one temperature: ``<work_dir>/md_check_<T>K.h5``."""
+    return Path(work_dir) / f"md_check_{temperature_K:g}K.h5"
+
+
 @dataclass
 class CheckResult:
     temperature_K: float
@@ -42,6 +47,7 @@ class CheckResult:
     peak_reference: tuple
     rdf_abs_difference: float
     series: dict  # time_ps, extrapolation_max_excess, min_distance
+    n_frames_inside: int = 0  # stored frames before the run first left the domain (g(r) of the MD)
 
     @property
     def stayed_in_domain(self) -> bool:
@@ -60,7 +66,7 @@ class CheckResult:
         return dict(temperature_K=self.temperature_K, md=self.md_path, time_ps=self.time_ps, status=self.status,
                     left_domain_ps=self.left_domain_ps, stayed_in_domain=self.stayed_in_domain,
                     rdf_first_peak=self.peak_md, rdf_first_peak_reference=self.peak_reference,
-                    rdf_abs_difference=self.rdf_abs_difference)
+                    rdf_abs_difference=self.rdf_abs_difference, rdf_frames=self.n_frames_inside)
 
 
 def _frames_at(group, temperature: float):
@@ -95,7 +101,7 @@ def md_check(model_path, prepared_path, work_dir, time_ps: float = DEFAULT_CHECK
                               n_steps=int(round(time_ps * 1000 / CHECK_TIMESTEP_FS)), seed=seed, limits=limits)
         atoms = start_atoms(reference[0])
         atoms.calc = HDNNPCalculator(potential)
-        out = Path(work_dir) / f"md_check_{temperature:g}K.h5"
+        out = check_path(work_dir, temperature)
         log(f"[md check] {temperature:g} K: {time_ps:g} ps Langevin NVT from the first reference frame -> {out}")
         summary = run_md(atoms, settings, out, overwrite=overwrite, quiet=quiet, log=lambda m: None)
         with h5py.File(out) as h5:
@@ -120,7 +126,7 @@ def md_check(model_path, prepared_path, work_dir, time_ps: float = DEFAULT_CHECK
             g_md=rdf_md.g["total"], g_reference=rdf_ref.g["total"], peak_md=first_peak(rdf_md.r, rdf_md.g["total"]),
             peak_reference=first_peak(rdf_ref.r, rdf_ref.g["total"]),
             rdf_abs_difference=integrated_abs_difference(rdf_md.r, rdf_md.g["total"], rdf_ref.g["total"]),
-            series=series))
+            series=series, n_frames_inside=len(md_frames)))
     return results
 
 
@@ -137,7 +143,8 @@ def md_check_figure(results: list[CheckResult]):
     for row, res in zip(axes, results):
         ax = row[0]
         ax.plot(res.r, res.g_reference, color="green", label="reference trajectory")
-        ax.plot(res.r, res.g_md, color="red", label="hdnnp MD (inside the domain)")
+        ax.plot(res.r, res.g_md, color="red",
+                label=f"hdnnp MD ({res.n_frames_inside} frames inside the domain)")
         ax.set_xlabel("r (Å)")
         ax.set_ylabel("g(r)")
         ax.set_title(f"{res.temperature_K:g} K: ∫|Δg|dr = {res.rdf_abs_difference:.3f} Å")
@@ -154,7 +161,8 @@ def md_check_figure(results: list[CheckResult]):
         twin = ax.twinx()
         twin.plot(t, res.series["min_distance"], color="C3", label="shortest distance")
         twin.set_ylabel("shortest distance (Å)", color="C3")
-        title = res.status if res.status == "complete" else res.status.split(":", 2)[-1].strip()
+        title = (f"ran the full {res.time_ps:g} ps" if res.status == "complete"
+                 else "collapsed: " + res.status.split(":", 2)[-1].strip())
         ax.set_title(f"{res.temperature_K:g} K: " + (title if len(title) < 70 else title[:67] + "..."), fontsize=9)
         ax.legend(loc="upper left", fontsize=8)
     return fig

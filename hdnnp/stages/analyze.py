@@ -34,9 +34,9 @@ from hdnnp.analysis.observables import cell_volume, mass_density, pressure_gpa
 from hdnnp.analysis.rdf import RDFAccumulator, first_peak, integrated_abs_difference
 from hdnnp.elements import symbol
 from hdnnp.errors import HdnnpError
-from hdnnp.h5io import atomic_output, check_can_write, iter_frame_chunks, open_stage_file
+from hdnnp.h5io import atomic_output, iter_frame_chunks, open_stage_file
 from hdnnp.progress import Progress
-from hdnnp.stages.report import json_ready
+from hdnnp.stages.report import check_figure_outputs, json_ready
 
 FIGURE_NAMES = {"rdf": "RDF.png", "adf": "ADF.png", "msd": "MSD.png",
                 "time_series": "TIME_SERIES.png"}
@@ -271,19 +271,7 @@ def analyze(inputs, reference=None, out_dir="data", json_path=None, r_max: float
         raise HdnnpError("--r-max, --bins and --bond-cutoff must be positive")
     if int(skip) < 0 or int(stride) < 1:
         raise HdnnpError("--skip must be >= 0 and --stride >= 1")
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise HdnnpError(f"{out_dir}: exists and is not a directory (--out-dir)")
-    if json_path is not None:
-        json_path = Path(json_path)
-        if json_path.is_dir():
-            raise HdnnpError(f"{json_path}: is a directory, expected a JSON file name (--json)")
-        if not json_path.parent.exists():
-            raise HdnnpError(f"{json_path.parent}: output directory does not exist (--json)")
-        check_can_write(json_path, overwrite)
-    if out_dir.is_dir():
-        for name in FIGURE_NAMES.values():
-            check_can_write(out_dir / name, overwrite)
+    out_dir, json_path = check_figure_outputs(out_dir, json_path, FIGURE_NAMES.values(), overwrite)
 
     specs = [parse_spec(text) for text in inputs]
     if reference is not None:

@@ -146,6 +146,26 @@ def _check_inputs(model_path, predictions_path, symmetry_path) -> None:
             open_stage_file(path, stage).close()
 
 
+def check_figure_outputs(out_dir, json_path, figure_names, overwrite: bool):
+    """Before any work: ``--out-dir`` is a directory (or absent: created later), ``--json``
+    names a file in an existing directory, and neither the figures nor the JSON exist unless
+    ``overwrite``. Returns ``(Path(out_dir), Path(json_path) or None)``."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise HdnnpError(f"{out_dir}: exists and is not a directory (--out-dir)")
+    if json_path is not None:
+        json_path = Path(json_path)
+        if json_path.is_dir():
+            raise HdnnpError(f"{json_path}: is a directory, expected a JSON file name (--json)")
+        if not json_path.parent.exists():
+            raise HdnnpError(f"{json_path.parent}: output directory does not exist (--json)")
+        check_can_write(json_path, overwrite)
+    if out_dir.is_dir():
+        for name in figure_names:
+            check_can_write(out_dir / name, overwrite)
+    return out_dir, json_path
+
+
 def json_ready(obj):
     """Replace NaN/inf by None and NumPy arrays/scalars by Python ones, recursively."""
     if isinstance(obj, dict):
@@ -172,19 +192,7 @@ def run_report(model_path, predictions_path, symmetry_path=None, out_dir="data",
     ``overwrite`` (checked before any work).
     """
     _check_inputs(model_path, predictions_path, symmetry_path)
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise HdnnpError(f"{out_dir}: exists and is not a directory (--out-dir)")
-    if json_path is not None:
-        json_path = Path(json_path)
-        if json_path.is_dir():
-            raise HdnnpError(f"{json_path}: is a directory, expected a JSON file name (--json)")
-        if not json_path.parent.exists():
-            raise HdnnpError(f"{json_path.parent}: output directory does not exist (--json)")
-        check_can_write(json_path, overwrite)
-    if out_dir.is_dir():
-        for name in FIGURE_NAMES.values():
-            check_can_write(out_dir / name, overwrite)
+    out_dir, json_path = check_figure_outputs(out_dir, json_path, FIGURE_NAMES.values(), overwrite)
 
     sets = metrics.load_predictions(predictions_path)
     summary = {"predictions": str(Path(predictions_path).resolve())}

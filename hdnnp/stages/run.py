@@ -57,6 +57,8 @@ import time
 from dataclasses import fields
 from pathlib import Path
 
+import numpy as np
+
 from hdnnp.errors import HdnnpError
 
 if sys.version_info >= (3, 11):
@@ -311,9 +313,10 @@ def run_pipeline(selection, reading: dict | None = None, *, work_dir=".", out_di
 
         outputs += [Path(out_dir) / name for name in FIGURE_NAMES.values()]
     if md_check_ps is not None:
-        from hdnnp.md.check import MD_CHECK_FIGURE
+        from hdnnp.md.check import MD_CHECK_FIGURE, check_path
 
         outputs.append(Path(out_dir) / MD_CHECK_FIGURE)
+        outputs += [check_path(work_dir, e.temperature) for e in selection.predict if np.isfinite(e.temperature)]
     check_outputs_free(outputs, overwrite)
     if out_dir is not None and Path(out_dir).exists() and not Path(out_dir).is_dir():
         raise HdnnpError(f"{out_dir}: exists and is not a directory (--out-dir)")
@@ -378,6 +381,7 @@ def run_pipeline(selection, reading: dict | None = None, *, work_dir=".", out_di
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         figure = save_figure(md_check_figure(results), Path(out_dir) / MD_CHECK_FIGURE, overwrite)
         summary["md_check"] = {"results": results, "figure": str(figure)}
+        summary["paths"].update({f"md_check_{r.temperature_K:g}K": r.md_path for r in results})
     times["total"] = time.perf_counter() - t_all
     summary["wall_time_s"] = times
     summary["stages"] = {k: v for k, v in stages.items() if k not in ("report", "md check")}
