@@ -10,7 +10,10 @@ The stress follows ASE's convention (positive = tensile, pressure P = −(σ_xx 
 see :meth:`hdnnp.model.Potential.evaluate`); it needs a cell periodic in all three directions.
 Besides the standard properties, ``calc.results`` holds ``extrapolation_count`` (scaled
 features of the box outside the training range [-1, 1]) and ``extrapolation_max_excess``
-(the largest |x'| − 1), which ``hdnnp md`` watches.
+(the largest |x'| − 1), which ``hdnnp md`` watches. For a committee model (``hdnnp train
+--committee N``) energy, forces and stress are the members' means, and ``results`` adds
+``energy_spread`` (eV/atom), ``forces_spread`` (n, 3) and ``force_spread`` (the largest, eV/Å):
+the population standard deviations over the members.
 """
 
 from __future__ import annotations
@@ -72,6 +75,11 @@ def _make_class():
                             "extrapolation_max_excess": p.extrapolation_max_excess}
             if p.forces is not None:
                 self.results["forces"] = p.forces
+            if self.potential.n_members > 1:  # committee: the members' spread
+                self.results["energy_spread"] = p.energy_spread
+                if p.forces_spread is not None:
+                    self.results["forces_spread"] = p.forces_spread
+                    self.results["force_spread"] = p.force_spread
             if need_stress:
                 s = p.stress
                 self.results["stress"] = np.array([s[0, 0], s[1, 1], s[2, 2], s[1, 2], s[0, 2], s[0, 1]])

@@ -232,6 +232,9 @@ def _parse_hidden(text):
 @click.option("--patience", type=int, default=None, help="Stop after this many epochs without validation gain (0: never).")
 @click.option("--checkpoint-every", type=int, default=None, help="Write OUTPUT.checkpoint every N epochs.")
 @click.option("--resume", is_flag=True, help="Continue from OUTPUT.checkpoint.")
+@click.option("--committee", "n_members", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Train N networks sets (seeds SEED..SEED+N-1: initial weights, validation split) into one "
+                   "model; predictions are their mean, the uncertainty their spread.")
 @click.option("--seed", type=int, default=None, help="Random seed (split, initial weights, batches).")
 @click.option("--max-evals", type=int, default=None, help="derivative-free: loss evaluations (seed: 80000).")
 @click.option("--weight-bound", type=float, default=None, help="Bound |w| on the weights (0: none).")
@@ -240,19 +243,25 @@ def _parse_hidden(text):
 @click.option("--device", type=click.Choice(["auto", "cpu", "gpu"]), default="cpu", show_default=True)
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
-def train_command(symmetry_file, output, preset, hidden, resume, device, overwrite, quiet, **kwargs):
+def train_command(symmetry_file, output, preset, hidden, resume, n_members, device, overwrite, quiet, **kwargs):
     """Train the element networks on the train set of SYMMETRY_FILE (default symmetry.h5) -> model.h5."""
     from hdnnp.kernels import resolve_device
-    from hdnnp.stages.train import train
+    from hdnnp.stages.train import train_committee
     from hdnnp.training.presets import make_options
 
     options = make_options(preset, hidden=_parse_hidden(hidden), **kwargs)
-    s = train(symmetry_file, output, options, overwrite=overwrite, resume=resume,
-              device=resolve_device(device), quiet=quiet)
-    click.echo(f"best epoch {s['best_epoch']} of {s['epochs']} ({s['stop_reason']}); "
-               f"energy RMSE train/val {s['train_energy_rmse']:.2f}/{s['val_energy_rmse']:.2f} meV/atom, "
-               f"force RMSE {s['train_force_rmse']:.1f}/{s['val_force_rmse']:.1f} meV/Å")
-    click.echo(f"wrote {output} ({s['n_parameters']} weights) in {s['wall_time']:.1f} s")
+    summary = train_committee(symmetry_file, output, options, n_members, overwrite=overwrite, resume=resume,
+                              device=resolve_device(device), quiet=quiet, log=lambda m: click.echo(m, err=True))
+    for k, s in enumerate(summary.get("members", [summary])):
+        if s.get("reused"):
+            click.echo(f"member {k + 1}: kept from the interrupted run ({s['output']})")
+            continue
+        click.echo(("" if n_members == 1 else f"member {k + 1}: ")
+                   + f"best epoch {s['best_epoch']} of {s['epochs']} ({s['stop_reason']}); "
+                   f"energy RMSE train/val {s['train_energy_rmse']:.2f}/{s['val_energy_rmse']:.2f} meV/atom, "
+                   f"force RMSE {s['train_force_rmse']:.1f}/{s['val_force_rmse']:.1f} meV/Å; {s['wall_time']:.1f} s")
+    click.echo(f"wrote {output} ({summary['n_parameters']} weights"
+               + (f", a committee of {n_members}" if n_members > 1 else "") + ")")
 
 
 @cli.command("predict")

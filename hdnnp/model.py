@@ -42,13 +42,24 @@ class Potential:
     """
 
     def __init__(self, feature_set, architecture: nn.Architecture, theta, reference_energies: dict,
-                 training: dict | None = None):
+                 training: dict | None = None, members=None):
         self.feature_set = feature_set
         self.architecture = architecture
         self.theta = np.asarray(theta, dtype=np.float64)
         self.reference_energies = {int(z): float(e) for z, e in reference_energies.items()}
         self.training = training or {}
         self._views = nn.unflatten(architecture, self.theta)
+        #: Committee (SPEC §10): every member's flat weights, (n_members, n_parameters); the
+        #: prediction is the members' mean, the uncertainty their population standard deviation.
+        #: A single potential is a committee of one (``members[0] is theta``).
+        self.members = (self.theta[None, :] if members is None
+                        else np.asarray(members, dtype=np.float64).reshape(-1, architecture.n_parameters))
+        if members is not None and not np.array_equal(self.members[0], self.theta):
+            raise HdnnpError("a committee's theta must be its first member")
+
+    @property
+    def n_members(self) -> int:
+        return len(self.members)
 
     @property
     def elements(self) -> tuple:
@@ -81,6 +92,12 @@ class Potential:
                           data=np.asarray(self.training.get("validation_frames", []), np.int64))
         for key, value in self.training.get("attrs", {}).items():
             tr.attrs[key] = value
+        if self.n_members > 1:
+            com = h5.create_group("committee")
+            com.attrs["n_members"] = self.n_members
+            com.create_dataset("theta", data=self.members)
+            for key, value in self.training.get("committee", {}).items():
+                com.attrs[key] = value
 
     def save(self, path, overwrite: bool = False, inputs=(), stage: str = "train") -> None:
         """Write a self-contained model.h5 atomically."""
@@ -116,7 +133,13 @@ class Potential:
             training = dict(log={k: tr["log"][k][:] for k in tr["log"]} if "log" in tr else {},
                             validation_frames=tr["validation_frames"][:] if "validation_frames" in tr else [],
                             attrs=dict(tr.attrs))
-        return cls(feature_set, arch, theta, ref, training)
+        members = None
+        if "committee" in h5:
+            members = h5["committee/theta"][:]
+            training["committee"] = dict(h5["committee"].attrs)
+            if members.shape[1] != arch.n_parameters or not np.array_equal(members[0], theta):
+                raise HdnnpError(f"{h5.filename}: /committee/theta does not match /networks")
+        return cls(feature_set, arch, theta, ref, training, members)
 
     @classmethod
     def load(cls, path) -> "Potential":
@@ -130,18 +153,19 @@ class Potential:
     # -- prediction ------------------------------------------------------------------------
 
     def predict_from_descriptors(self, descriptors: dict, n_atoms: int, forces: bool = True, xp=np,
-                                 stress: bool = False):
+                                 stress: bool = False, theta=None):
         """Energy (eV), forces (n_atoms, 3) eV/Å or None, atomic energies (n_atoms,) eV and, with
         ``stress``, the strain derivative ∂E/∂ε (3, 3) eV as a fourth item.
 
         ``descriptors``: {Z: object with ``atom_index``, ``values`` and, for forces,
         ``pair_row``, ``pair_atom``, ``dvalues``, for the stress ``virial``} as returned by
         ``compute_descriptors``. ∂E/∂ε_ab = Σ_i Σ_c (∂E_i/∂G'_ic) W_i[c, a, b] (SPEC §9).
+        ``theta``: the weights to use (default: :attr:`theta`, the first committee member).
         """
         atomic = xp.zeros(n_atoms)
         f_out = xp.zeros((n_atoms, 3)) if forces else None
         strain = xp.zeros((3, 3)) if stress else None
-        theta = xp.asarray(self.theta)
+        theta = xp.asarray(self.theta if theta is None else theta)
         views = nn.unflatten(self.architecture, theta)
         for z, d in descriptors.items():
             if z not in views:
@@ -186,12 +210,21 @@ class Potential:
         xp = np
         if device != "cpu":
             import cupy as xp  # noqa: F811
-        energy, f, atomic, *strain = self.predict_from_descriptors(desc, len(species), forces, xp, stress)
         to_np = (lambda a: None if a is None else (a.get() if hasattr(a, "get") else np.asarray(a)))
+        outputs = [[to_np(v) for v in self.predict_from_descriptors(desc, len(species), forces, xp, stress, theta)]
+                   for theta in self.members]
+        # committee mean of every quantity; a single potential is a committee of one
+        energy, f, atomic, *strain = [None if parts[0] is None else np.mean(parts, axis=0)
+                                      for parts in zip(*outputs)]
         count, excess = extrapolation_of(desc)
-        return Prediction(energy=float(energy), atomic_energies=to_np(atomic), forces=to_np(f),
-                          stress=to_np(strain[0]) / abs(np.linalg.det(cell)) if stress else None,
-                          extrapolation_count=count, extrapolation_max_excess=excess)
+        p = Prediction(energy=float(energy), atomic_energies=atomic, forces=f,
+                       stress=strain[0] / abs(np.linalg.det(cell)) if stress else None,
+                       extrapolation_count=count, extrapolation_max_excess=excess)
+        if self.n_members > 1:
+            p.energy_spread = float(np.std([o[0] for o in outputs]) / len(species))
+            if forces:
+                p.forces_spread = np.std([o[1] for o in outputs], axis=0)
+        return p
 
     def predict(self, positions, cell, pbc, species, forces: bool = True, device: str = "cpu",
                 atomic_energies: bool = False, stress: bool = False):
@@ -235,6 +268,9 @@ class Prediction:
     ``stress`` (3, 3) in ASE's convention (positive = tensile; pressure P = −tr σ / 3) or None;
     ``extrapolation_count`` scaled features outside [-1, 1]; ``extrapolation_max_excess`` the
     largest |x'| − 1 among them (0 when none): how far the box lies outside the training range.
+    For a committee (the values above are the members' means): ``energy_spread`` the population
+    standard deviation of the members' energies per atom (eV/atom), ``forces_spread`` (n, 3)
+    that of every force component (eV/Å); NaN / None for a single potential.
     """
 
     energy: float
@@ -243,6 +279,13 @@ class Prediction:
     stress: np.ndarray | None = None
     extrapolation_count: int = 0
     extrapolation_max_excess: float = 0.0
+    energy_spread: float = float("nan")
+    forces_spread: np.ndarray | None = None
+
+    @property
+    def force_spread(self) -> float:
+        """The largest standard deviation of a force component over the members (eV/Å)."""
+        return float(self.forces_spread.max()) if self.forces_spread is not None else float("nan")
 
 
 def model_path_for_checkpoint(output) -> Path:

@@ -43,6 +43,9 @@ def md_settings_options(func):
                                              "(0.1 = 5%% of its training range)."),
         click.option("--min-distance", type=float, default=DEFAULT_MIN_DISTANCE_ANGSTROM, show_default=True,
                      help="Stop when two atoms come closer than this (Å)."),
+        click.option("--max-force-spread", type=float, default=float("inf"),
+                     help="Committee models: stop when the members' force components disagree by more "
+                          "than this standard deviation (eV/Å) [no limit]."),
         click.option("--max-temperature", type=float, default=None,
                      help=f"Stop above this temperature (K) [{DEFAULT_MAX_TEMPERATURE_FACTOR:g} x --temperature]."),
     ]
@@ -53,7 +56,7 @@ def md_settings_options(func):
 
 def settings_from_options(ensemble, thermostat, temperature, pressure, timestep, time_ps, steps, tdamp,
                           pdamp, seed, write_every, guard_every, on_extrapolation, max_extrapolation,
-                          min_distance, max_temperature):
+                          min_distance, max_temperature, max_force_spread=float("inf")):
     """:class:`MDSettings` from the values of :func:`md_settings_options` (checked)."""
     from hdnnp.errors import HdnnpError
     from hdnnp.md.driver import MDSettings
@@ -70,7 +73,7 @@ def settings_from_options(ensemble, thermostat, temperature, pressure, timestep,
     limits = GuardLimits(max_extrapolation_excess=max_extrapolation, min_distance_angstrom=min_distance,
                          max_temperature_K=(max_temperature if max_temperature is not None
                                             else DEFAULT_MAX_TEMPERATURE_FACTOR * temperature),
-                         on_extrapolation=on_extrapolation)
+                         max_force_spread=max_force_spread, on_extrapolation=on_extrapolation)
     settings = MDSettings(ensemble=ensemble, thermostat=thermostat, temperature_K=temperature,
                           pressure_GPa=pressure, timestep_fs=timestep, n_steps=1000 if steps is None else steps,
                           tdamp_fs=tdamp, pdamp_fs=pdamp, seed=seed, write_every=write_every,

@@ -43,7 +43,8 @@ class _SetResult:
     def __init__(self):
         self.parts = {k: [] for k in ("energy_reference", "energy_predicted", "n_atoms", "temperature", "step",
                                       "extrapolation", "forces_reference", "forces_predicted",
-                                      "atomic_energies", "stress_predicted")}
+                                      "atomic_energies", "stress_predicted", "energy_spread",
+                                      "forces_spread")}
 
     def add(self, **kw):
         for k, v in kw.items():
@@ -64,15 +65,24 @@ def _extrapolation_per_frame(data) -> np.ndarray:
 
 
 def _predict_block(potential, data, result: _SetResult, forces: bool, atomic: bool, xp, temperature, step):
+    """Predictions of a block of frames: the committee's mean (a single potential is a committee
+    of one) and, for a committee, the population standard deviations over its members."""
     if xp is not np:
         data = data.to(xp)
-    ev = evaluate(potential.architecture, xp.asarray(potential.theta), data, 0.0, gradient=False, forces=forces)
-    result.add(energy_reference=_np(data.energy), energy_predicted=_np(ev.energy_pred), n_atoms=data.n_atoms,
+    evs = [evaluate(potential.architecture, xp.asarray(theta), data, 0.0, gradient=False, forces=forces)
+           for theta in potential.members]
+    mean = (lambda name: np.mean([_np(getattr(ev, name)) for ev in evs], axis=0))
+    committee = potential.n_members > 1
+    result.add(energy_reference=_np(data.energy), energy_predicted=mean("energy_pred"), n_atoms=data.n_atoms,
                temperature=temperature, step=step, extrapolation=_extrapolation_per_frame(data),
-               forces_predicted=_np(ev.forces_pred) if forces else None,
+               forces_predicted=mean("forces_pred") if forces else None,
                forces_reference=(_np(data.forces) if data.forces is not None
                                  else np.full((data.n_atoms_total, 3), np.nan)) if forces else None,
-               atomic_energies=_np(ev.atomic_energy) if atomic else None)
+               atomic_energies=mean("atomic_energy") if atomic else None,
+               energy_spread=(np.std([_np(ev.energy_pred) for ev in evs], axis=0) / data.n_atoms
+                              if committee else None),
+               forces_spread=(np.std([_np(ev.forces_pred) for ev in evs], axis=0)
+                              if committee and forces else None))
 
 
 def _stresses(potential, frames, device: str) -> np.ndarray:

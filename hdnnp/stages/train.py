@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import h5py
@@ -320,3 +321,64 @@ def train(symmetry_path, output_path, options: TrainOptions, overwrite: bool = F
                 train_energy_rmse=pick("train_energy_rmse"), val_energy_rmse=pick("val_energy_rmse"),
                 train_force_rmse=pick("train_force_rmse"), val_force_rmse=pick("val_force_rmse"),
                 wall_time=float(log["wall_time"][-1]) if len(log["wall_time"]) else 0.0)
+
+
+def member_path(output_path, k: int) -> Path:
+    """Where committee member ``k`` is trained: ``model.h5`` -> ``model.h5.member<k>``."""
+    output_path = Path(output_path)
+    return output_path.with_name(f"{output_path.name}.member{k}")
+
+
+def train_committee(symmetry_path, output_path, options: TrainOptions, n_members: int, overwrite: bool = False,
+                    resume: bool = False, device: str = "cpu", quiet: bool = False, log=None) -> dict:
+    """``hdnnp train --committee N``: N members on the same features, member k with seed
+    ``options.seed + k`` (its own initial weights, validation split and force mask), trained one
+    after the other by :func:`train` into ``model.h5.member<k>`` and then joined into one
+    model.h5 (``/networks`` = member 0, ``/committee/theta`` = every member; SPEC §10).
+
+    A killed committee resumes (``resume``): finished members are kept, an interrupted one
+    continues from its checkpoint. Returns the summary of :func:`train` for the committee's
+    first member plus ``members`` (one summary each).
+    """
+    if n_members < 1:
+        raise HdnnpError(f"--committee: expected at least one member, got {n_members}")
+    if n_members == 1:
+        return train(symmetry_path, output_path, options, overwrite=overwrite, resume=resume, device=device,
+                     quiet=quiet)
+    check_can_write(output_path, overwrite)
+    paths = [member_path(output_path, k) for k in range(n_members)]
+    if not resume and not overwrite:
+        stale = [str(p) for p in paths if p.exists() or model_path_for_checkpoint(p).exists()]
+        if stale:
+            raise HdnnpError(f"{', '.join(stale)}: an unfinished committee is there; continue it with --resume, "
+                             "or pass --overwrite to start again")
+    summaries = []
+    for k, path in enumerate(paths):
+        member_options = replace(options, seed=options.seed + k)
+        if resume and path.exists():
+            summaries.append({"output": str(path), "reused": True})
+            continue
+        if log:
+            log(f"committee member {k + 1}/{n_members} (seed {member_options.seed}) -> {path}")
+        summaries.append(train(symmetry_path, path, member_options, overwrite=True,
+                               resume=resume and model_path_for_checkpoint(path).exists(), device=device,
+                               quiet=quiet))
+    members = [Potential.load(p) for p in paths]
+    first = members[0]
+    for k, m in enumerate(members[1:], 1):
+        if m.architecture.n_parameters != first.architecture.n_parameters:
+            raise HdnnpError(f"{paths[k]}: another architecture than {paths[0]}; train the committee again "
+                             "with --overwrite")
+    training = dict(first.training)
+    training["committee"] = dict(seeds=np.array([options.seed + k for k in range(n_members)], np.int64),
+                                 best_epochs=np.array([m.training.get("attrs", {}).get("best_epoch", -1)
+                                                       for m in members], np.int64))
+    committee = Potential(first.feature_set, first.architecture, first.theta, first.reference_energies, training,
+                          members=np.stack([m.theta for m in members]))
+    committee.save(output_path, overwrite=overwrite, inputs=[symmetry_path])
+    for path in paths:
+        path.unlink()
+    summary = dict(summaries[0]) if not summaries[0].get("reused") else {}
+    summary.update(output=str(output_path), n_members=n_members, members=summaries,
+                   n_parameters=first.architecture.n_parameters * n_members)
+    return summary
