@@ -333,7 +333,7 @@ def report_command(inputs, model_path, predictions_path, symmetry_path, out_dir,
     hdnnp report --model model.h5 --predictions predictions.h5 --symmetry symmetry.h5
     hdnnp report model.h5 predictions.h5 --out-dir figures --json metrics.json
     """
-    from hdnnp.stages.report import (classify_inputs, extrapolation_warnings, format_table,
+    from hdnnp.stages.report import (classify_inputs, extrapolation_warnings, format_committee, format_table,
                                      format_training, run_report)
 
     given = classify_inputs(inputs)
@@ -350,6 +350,8 @@ def report_command(inputs, model_path, predictions_path, symmetry_path, out_dir,
     click.echo(format_table(summary))
     if "training" in summary:
         click.echo(format_training(summary["training"]))
+    for line in format_committee(summary):
+        click.echo(line)
     check = summary.get("descriptor_check")
     if check and "unavailable" in check:
         click.echo(f"Descriptor check: {check['unavailable']}")

@@ -76,6 +76,7 @@ class PredictionSet:
     force_components: np.ndarray | None = None
     force_sample_reference: np.ndarray | None = None
     force_sample_predicted: np.ndarray | None = None
+    energy_spread: np.ndarray | None = None  # committee: members' std of E/N per frame, eV/atom
 
     def __len__(self) -> int:
         return len(self.energy_reference)
@@ -209,9 +210,33 @@ def read_prediction_set(path, group, force_sample_size: int = FORCE_SAMPLE_SIZE)
         if len(pset.is_validation) != n_frames:
             raise InputFileError(path, f"{set_name}/is_validation has {len(pset.is_validation)} "
                                        f"entries, expected {n_frames}")
+    if "energy_spread" in group:
+        pset.energy_spread = np.asarray(group["energy_spread"][()], float)
+        if len(pset.energy_spread) != n_frames:
+            raise InputFileError(path, f"{set_name}/energy_spread has {len(pset.energy_spread)} entries, "
+                                       f"expected {n_frames}")
     if "forces_reference" in group and "forces_predicted" in group and n_frames:
         _accumulate_forces(path, group, pset, force_sample_size)
     return pset
+
+
+def committee_spread_summary(pset: PredictionSet) -> dict | None:
+    """Is a committee's spread an error estimate? Per set: mean energy spread and mean |error|
+    (meV/atom) and the Spearman rank correlation of |E_pred − E_ref|/N with the spread over the
+    frames with a reference (None without a committee)."""
+    if pset.energy_spread is None:
+        return None
+    from scipy.stats import spearmanr
+
+    err = np.abs(pset.energy_error_per_atom_mev)
+    known = np.isfinite(err)
+    spread = MEV_PER_EV * pset.energy_spread
+    out = {"mean_energy_spread_mev_per_atom": float(np.mean(spread)) if len(spread) else None,
+           "mean_abs_energy_error_mev_per_atom": float(np.mean(err[known])) if known.any() else None,
+           "spearman_abs_error_vs_spread": None}
+    if known.sum() > 2 and np.ptp(spread[known]) > 0:
+        out["spearman_abs_error_vs_spread"] = float(spearmanr(err[known], spread[known])[0])
+    return out
 
 
 def _accumulate_forces(path, group, pset: PredictionSet, force_sample_size: int) -> None:
@@ -274,6 +299,8 @@ def summarize_sets(sets: dict) -> dict:
     return {
         "units": {"energy": "eV", "energy_per_atom": "meV/atom", "force": "meV/Angstrom"},
         "sets": {name: summarize_set(pset) for name, pset in sets.items()},
+        **({"committee": {name: committee_spread_summary(pset) for name, pset in sets.items()}}
+           if any(pset.energy_spread is not None for pset in sets.values()) else {}),
     }
 
 

@@ -336,6 +336,36 @@ def error_histogram_figure(sets: dict, summary: dict | None = None) -> Figure:
     return fig
 
 
+def committee_spread_figure(sets: dict, summary: dict | None = None) -> Figure:
+    """COMMITTEE_SPREAD: |E_pred − E_ref|/N against the committee's spread of E/N per frame
+    (meV/atom, log-log), one colour per set, the line error = spread; Spearman ρ in the legend.
+    A usable error estimate puts the points along (or above, by a constant factor) the line."""
+    fig = Figure(figsize=(6.5, 5.5), dpi=DPI, layout="constrained")
+    ax = fig.subplots()
+    committee = (summary or {}).get("committee", {})
+    lo, hi = np.inf, 0.0
+    for (name, pset), color in zip(sets.items(), ("tab:green", "tab:red", "tab:blue")):
+        if pset.energy_spread is None:
+            continue
+        err = np.abs(pset.energy_error_per_atom_mev)
+        spread = 1e3 * pset.energy_spread
+        ok = np.isfinite(err) & (err > 0) & (spread > 0)
+        rho = (committee.get(name) or {}).get("spearman_abs_error_vs_spread")
+        ax.scatter(spread[ok], err[ok], s=8, alpha=0.6, color=color,
+                   label=f"{name} ({ok.sum()} frames, Spearman ρ = {_fmt(rho, 2) if rho is not None else '-'})")
+        if ok.any():
+            lo, hi = min(lo, spread[ok].min(), err[ok].min()), max(hi, spread[ok].max(), err[ok].max())
+    if hi > 0:
+        ax.plot([lo, hi], [lo, hi], color="k", lw=0.8, ls="--", label="error = spread")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("committee spread of E/N (meV/atom)")
+    ax.set_ylabel("|E/N error| (meV/atom)")
+    ax.set_title("Is the committee spread an error estimate?")
+    ax.legend(fontsize=8)
+    return fig
+
+
 def descriptor_check_figure(check: dict) -> Figure:
     """Descriptor check: d_ij = |G'_i - G'_j| against F_ij = |F_i - F_j| for atom pairs, one
     panel per number of features (``all``: every informative candidate), Pearson correlation

@@ -100,6 +100,20 @@ def test_train_committee_members_are_single_models_with_their_seeds(symmetry_fil
             assert h5["predict/energy_predicted"][k] == pytest.approx(np.mean(e), rel=1e-12)
             assert h5["predict/energy_spread"][k] == pytest.approx(abs(e[0] - e[1]) / 2 / len(a), rel=1e-8)
         assert h5["predict/forces_spread"].shape == h5["predict/forces_predicted"].shape
+        err = np.abs(h5["train/energy_predicted"][:] - h5["train/energy_reference"][:]) / h5["train/n_atoms"][:]
+        spread = h5["train/energy_spread"][:]
+
+    # hdnnp report: the spread against the error, in numbers and in COMMITTEE_SPREAD.png
+    import json
+
+    from scipy.stats import spearmanr
+
+    main(["report", "--model", str(tmp_path / "committee.h5"), "--predictions", str(tmp_path / "p.h5"),
+          "--out-dir", str(tmp_path / "figs"), "--json", str(tmp_path / "m.json")])
+    committee_summary = json.loads((tmp_path / "m.json").read_text())["committee"]["train"]
+    assert committee_summary["spearman_abs_error_vs_spread"] == pytest.approx(spearmanr(err, spread)[0], rel=1e-12)
+    assert committee_summary["mean_energy_spread_mev_per_atom"] == pytest.approx(1e3 * spread.mean(), rel=1e-12)
+    assert (tmp_path / "figs" / "COMMITTEE_SPREAD.png").stat().st_size > 0
 
 
 def test_interrupted_committee_resumes_with_finished_members(symmetry_file, tmp_path, capsys):

@@ -29,6 +29,7 @@ FIGURE_NAMES = {
     "parity": "PARITY.png",
     "error_histogram": "ERROR_HISTOGRAM.png",
     "descriptor_check": "DESCRIPTOR_CHECK.png",
+    "committee_spread": "COMMITTEE_SPREAD.png",
 }
 
 #: Columns of the printed table: (header, unit line, metric key).
@@ -104,6 +105,19 @@ def format_training(training: dict) -> str:
     if training.get("wall_time_s") is not None:
         parts.append(f"{training['wall_time_s']:.1f} s")
     return "; ".join(parts)
+
+
+def format_committee(summary: dict) -> list[str]:
+    """One line per set of a committee model: mean spread, mean |error|, Spearman ρ."""
+    lines = []
+    for name, c in (summary.get("committee") or {}).items():
+        if c:
+            rho = c["spearman_abs_error_vs_spread"]
+            lines.append(f"Committee, {name}: mean spread of E/N {format_value(c['mean_energy_spread_mev_per_atom'])} "
+                         f"meV/atom against mean |error| {format_value(c['mean_abs_energy_error_mev_per_atom'])} "
+                         f"meV/atom; Spearman rho(|error|, spread) = "
+                         f"{'n/a' if rho is None else f'{rho:.2f}'}")
+    return lines
 
 
 def extrapolation_warnings(summary: dict) -> list[str]:
@@ -226,6 +240,8 @@ def run_report(model_path, predictions_path, symmetry_path=None, out_dir="data",
     save("error_histogram", plots.error_histogram_figure(sets, summary))
     if check is not None:
         save("descriptor_check", plots.descriptor_check_figure(check))
+    if "committee" in summary:
+        save("committee_spread", plots.committee_spread_figure(sets, summary))
     summary["figures"] = figures
     summary = json_ready(summary)
     if json_path is not None:
