@@ -75,15 +75,38 @@ def atomic_output(path, overwrite: bool = False) -> Iterator[Path]:
         raise
 
 
-def check_can_write(path, overwrite: bool = False) -> None:
-    """Fail early (before any work) if ``path`` cannot be written as a stage output."""
+def check_can_write(path, overwrite: bool = False, inputs=()) -> None:
+    """Fail early (before any work) if ``path`` cannot be written as a stage output.
+
+    ``inputs``: the files the command reads; an output that is one of them (the same file by
+    any name) is refused even with ``overwrite``, since writing it would destroy the input.
+    """
     path = Path(path)
+    check_not_an_input(path, inputs)
     if path.is_dir():
         raise HdnnpError(f"{path}: is a directory, expected an output file name")
     if path.exists() and not overwrite:
         raise HdnnpError(f"{path}: exists already; pass --overwrite to replace it")
     if not path.parent.exists():
         raise HdnnpError(f"{path.parent}: output directory does not exist")
+
+
+def check_not_an_input(path, inputs) -> None:
+    """Refuse an output ``path`` that is one of ``inputs`` (the same file by any name)."""
+    for item in inputs:
+        if item is not None and _same_file(Path(path), Path(item)):
+            raise HdnnpError(f"{path}: is also an input of this command ({item}); writing it would "
+                             "destroy that input, so choose another output name")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name the same file (resolved names, or the same inode if both exist)."""
+    try:
+        if a.exists() and b.exists():
+            return a.samefile(b)
+        return a.resolve() == b.resolve()
+    except OSError:
+        return False
 
 
 def write_root_attrs(h5: h5py.File, stage: str, inputs=(), **extra) -> None:

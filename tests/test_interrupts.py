@@ -166,11 +166,13 @@ def check_interrupts(argv, output: Path, reference: Path, **compare):
     leftovers = temporaries(output)  # what a killed job leaves: hidden, never the final name
     assert len(leftovers) == 1
     leftovers[0].unlink()
+    _checkpoint_is_kept_and_named(argv, output)
     # SIGINT mid-write: exit status 130, temporary removed, nothing under the final name
     status, err = run_and_signal(argv, cwd, "write", signal.SIGINT, output)
     assert status == 130, err
     assert "Traceback" not in err
     assert not output.exists() and temporaries(output) == []
+    _checkpoint_is_kept_and_named(argv, output)
     # a previous good output survives both signals bit for bit (--overwrite run interrupted)
     main([*map(str, argv)])
     assert_same_content(output, reference, **compare)
@@ -186,6 +188,21 @@ def check_interrupts(argv, output: Path, reference: Path, **compare):
     # the re-run after the kill completes and gives the uninterrupted result
     main([*map(str, argv), "--overwrite"])
     assert_same_content(output, reference, **compare)
+
+
+def _checkpoint_is_kept_and_named(argv, output: Path) -> None:
+    """A training checkpoint left by the interrupted run: a fresh run without --resume or
+    --overwrite refuses (naming --resume) and leaves it as it was; then it is removed here so
+    that the next case starts clean. Stages without checkpoints leave none."""
+    checkpoint = output.with_name(output.name + ".checkpoint")
+    if not checkpoint.exists():
+        return
+    digest = sha256(checkpoint)
+    proc = subprocess.run([sys.executable, "-m", "hdnnp", *map(str, argv)], cwd=output.parent,
+                          capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert proc.returncode == 2 and "--resume" in proc.stderr, proc.stderr
+    assert sha256(checkpoint) == digest and not output.exists()
+    checkpoint.unlink()
 
 
 # --- fixtures ----------------------------------------------------------------------------------

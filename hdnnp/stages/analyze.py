@@ -271,7 +271,9 @@ def analyze(inputs, reference=None, out_dir="data", json_path=None, r_max: float
         raise HdnnpError("--r-max, --bins and --bond-cutoff must be positive")
     if int(skip) < 0 or int(stride) < 1:
         raise HdnnpError("--skip must be >= 0 and --stride >= 1")
-    out_dir, json_path = check_figure_outputs(out_dir, json_path, FIGURE_NAMES.values(), overwrite)
+    out_dir, json_path = check_figure_outputs(
+        out_dir, json_path, FIGURE_NAMES.values(), overwrite,
+        inputs=[parse_spec(text).path for text in [*inputs, *([reference] if reference else [])]])
 
     specs = [parse_spec(text) for text in inputs]
     if reference is not None:

@@ -103,10 +103,9 @@ def md(model_path, start, output="md.h5", settings: MDSettings | None = None, *,
 
     settings = settings or MDSettings()
     settings.check()
-    check_can_write(output, overwrite)
-    for extra in (xyz, history):
-        if extra is not None:
-            check_can_write(extra, overwrite)
+    for out in (output, xyz, history):
+        if out is not None:
+            check_can_write(out, overwrite, inputs=[model_path, start])
     potential = Potential.load(model_path)
     frame = load_start(start, start_set, start_frame, start_format)
     check_elements_covered(np.unique(frame.species), potential.elements, f"{start} (start structure)",
@@ -143,7 +142,7 @@ def density_scan_command(model_path, start, output, settings: MDSettings, temper
     figure_path = output.with_name(DENSITY_FIGURE)
     json_path = output.with_name(f"{output.stem}_density.json")
     for path in (figure_path, json_path):
-        check_can_write(path, overwrite)
+        check_can_write(path, overwrite, inputs=[model_path, start])
     potential = Potential.load(model_path)
     frame = load_start(start, start_set, start_frame, start_format)
     check_elements_covered(np.unique(frame.species), potential.elements, f"{start} (start structure)",

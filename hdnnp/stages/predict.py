@@ -145,7 +145,7 @@ def predict(model_path, input_path="symmetry.h5", output_path="predictions.h5", 
     """
     from hdnnp.kernels import get_backend, resolve_device
 
-    check_can_write(output_path, overwrite)
+    check_can_write(output_path, overwrite, inputs=[model_path, input_path])
     potential = Potential.load(model_path)
     device = resolve_device(device)
     xp = get_backend(device)

@@ -158,7 +158,7 @@ def prepare(inputs: InputSelection, output="prepared.h5", *, overwrite: bool = F
     options = ReadOptions(skip, stride, forces_unit, energy_unit, energy_column,
                           allow_missing_energies, length_unit)
     output = Path(output)
-    check_can_write(output, overwrite)
+    check_can_write(output, overwrite, inputs=inputs.all_paths())
     summary = {"output": str(output), "sets": {}, "sources": {}}
     elements: set[int] = set()
     with atomic_output(output, overwrite) as tmp, h5py.File(tmp, "w") as h5:

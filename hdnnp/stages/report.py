@@ -160,10 +160,11 @@ def _check_inputs(model_path, predictions_path, symmetry_path) -> None:
             open_stage_file(path, stage).close()
 
 
-def check_figure_outputs(out_dir, json_path, figure_names, overwrite: bool):
+def check_figure_outputs(out_dir, json_path, figure_names, overwrite: bool, inputs=()):
     """Before any work: ``--out-dir`` is a directory (or absent: created later), ``--json``
-    names a file in an existing directory, and neither the figures nor the JSON exist unless
-    ``overwrite``. Returns ``(Path(out_dir), Path(json_path) or None)``."""
+    names a file in an existing directory, neither the figures nor the JSON exist unless
+    ``overwrite``, and none of them is one of the command's ``inputs``. Returns
+    ``(Path(out_dir), Path(json_path) or None)``."""
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise HdnnpError(f"{out_dir}: exists and is not a directory (--out-dir)")
@@ -173,10 +174,10 @@ def check_figure_outputs(out_dir, json_path, figure_names, overwrite: bool):
             raise HdnnpError(f"{json_path}: is a directory, expected a JSON file name (--json)")
         if not json_path.parent.exists():
             raise HdnnpError(f"{json_path.parent}: output directory does not exist (--json)")
-        check_can_write(json_path, overwrite)
+        check_can_write(json_path, overwrite, inputs)
     if out_dir.is_dir():
         for name in figure_names:
-            check_can_write(out_dir / name, overwrite)
+            check_can_write(out_dir / name, overwrite, inputs)
     return out_dir, json_path
 
 
@@ -206,7 +207,8 @@ def run_report(model_path, predictions_path, symmetry_path=None, out_dir="data",
     ``overwrite`` (checked before any work).
     """
     _check_inputs(model_path, predictions_path, symmetry_path)
-    out_dir, json_path = check_figure_outputs(out_dir, json_path, FIGURE_NAMES.values(), overwrite)
+    out_dir, json_path = check_figure_outputs(out_dir, json_path, FIGURE_NAMES.values(), overwrite,
+                                              inputs=[model_path, predictions_path, symmetry_path])
 
     sets = metrics.load_predictions(predictions_path)
     summary = {"predictions": str(Path(predictions_path).resolve())}

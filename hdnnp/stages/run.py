@@ -60,6 +60,7 @@ from pathlib import Path
 import numpy as np
 
 from hdnnp.errors import HdnnpError
+from hdnnp.h5io import check_not_an_input
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -318,6 +319,8 @@ def run_pipeline(selection, reading: dict | None = None, *, work_dir=".", out_di
         outputs.append(Path(out_dir) / MD_CHECK_FIGURE)
         outputs += [check_path(work_dir, e.temperature) for e in selection.predict if np.isfinite(e.temperature)]
     check_outputs_free(outputs, overwrite)
+    for path in outputs:  # an output that is an input file is refused, --overwrite or not
+        check_not_an_input(path, selection.all_paths())
     if out_dir is not None and Path(out_dir).exists() and not Path(out_dir).is_dir():
         raise HdnnpError(f"{out_dir}: exists and is not a directory (--out-dir)")
     device = resolve_device(device)

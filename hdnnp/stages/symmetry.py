@@ -82,7 +82,7 @@ def symmetry(prepared_path, output_path, n_features: int = DEFAULT_N_FEATURES, d
         raise HdnnpError(f"--derivatives must be one of {', '.join(DERIVATIVE_MODES)}")
     if chunk_frames < 1:
         raise HdnnpError("--chunk-frames must be at least 1")
-    check_can_write(output_path, overwrite)
+    check_can_write(output_path, overwrite, inputs=[prepared_path])
     device = resolve_device(device)
     t_start = time.perf_counter()
     rng = np.random.default_rng(seed)

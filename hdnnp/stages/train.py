@@ -240,8 +240,12 @@ def train(symmetry_path, output_path, options: TrainOptions, overwrite: bool = F
     """
     from hdnnp.descriptors import FeatureSet
 
-    check_can_write(output_path, overwrite)
+    check_can_write(output_path, overwrite, inputs=[symmetry_path])
     checkpoint_path = model_path_for_checkpoint(output_path)
+    if checkpoint_path.exists() and not resume and not overwrite:
+        # never delete (at the end) a checkpoint this run did not make or continue
+        raise HdnnpError(f"{checkpoint_path}: a checkpoint of an interrupted run is there; continue it with "
+                         "--resume, or pass --overwrite to start again (the checkpoint is then replaced)")
     with open_stage_file(symmetry_path, "symmetry") as h5:
         if "train" not in h5 or "features" not in h5["train"]:
             raise HdnnpError(f"{symmetry_path}: no training set with features")
@@ -345,7 +349,7 @@ def train_committee(symmetry_path, output_path, options: TrainOptions, n_members
     if n_members == 1:
         return train(symmetry_path, output_path, options, overwrite=overwrite, resume=resume, device=device,
                      quiet=quiet)
-    check_can_write(output_path, overwrite)
+    check_can_write(output_path, overwrite, inputs=[symmetry_path])
     paths = [member_path(output_path, k) for k in range(n_members)]
     if not resume and not overwrite:
         stale = [str(p) for p in paths if p.exists() or model_path_for_checkpoint(p).exists()]

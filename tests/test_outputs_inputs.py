@@ -1,0 +1,86 @@
+"""Outputs never destroy inputs or another run's checkpoint: an output path that is one of the
+command's inputs (by any name) is refused, --overwrite or not, by every stage; a training
+checkpoint left by a killed run is not deleted by a fresh run."""
+
+import os
+
+import numpy as np
+import pytest
+
+from _nn_fixtures import lj_frames, write_prepared
+from hdnnp.cli import main
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    from hdnnp.stages.symmetry import symmetry
+    from hdnnp.stages.train import train
+    from hdnnp.training.presets import make_options
+
+    d = tmp_path_factory.mktemp("io")
+    frames = lj_frames(np.random.default_rng(4), 10)
+    write_prepared(d / "prepared.h5", frames[:8], frames[8:])
+    symmetry(d / "prepared.h5", d / "symmetry.h5", n_features=6, device="cpu", quiet=True)
+    train(d / "symmetry.h5", d / "model.h5", make_options("fast", epochs=2, hidden=(3,)), quiet=True)
+    os.symlink(d / "model.h5", d / "alias.h5")
+    return d
+
+
+def _status(argv):
+    try:
+        main(argv)
+    except SystemExit as exc:
+        return exc.code
+    return 0
+
+
+@pytest.mark.parametrize("argv", [
+    ["symmetry", "{d}/prepared.h5", "-o", "{d}/prepared.h5"],
+    ["train", "{d}/symmetry.h5", "-o", "{d}/symmetry.h5"],
+    ["predict", "{d}/symmetry.h5", "--model", "{d}/model.h5", "-o", "{d}/model.h5"],
+    ["predict", "{d}/symmetry.h5", "--model", "{d}/model.h5", "-o", "{d}/alias.h5"],  # same file, other name
+    ["report", "--model", "{d}/model.h5", "--predictions", "{d}/p.h5", "--json", "{d}/model.h5"],
+    ["md", "--model", "{d}/model.h5", "--start", "{d}/prepared.h5", "--temperature", "50", "-o", "{d}/prepared.h5"],
+    ["analyze", "{d}/prepared.h5:train", "--json", "{d}/prepared.h5", "--out-dir", "{d}"],
+])
+def test_an_output_that_is_an_input_is_refused_even_with_overwrite(files, argv, capsys):
+    d = files
+    from hdnnp.stages.predict import predict
+
+    if not (d / "p.h5").exists():
+        predict(d / "model.h5", d / "symmetry.h5", d / "p.h5", quiet=True)
+    before = {p.name: p.read_bytes() for p in d.iterdir() if p.is_file() and not p.is_symlink()}
+    assert _status([a.format(d=d) for a in argv] + ["--overwrite", "-q"] * (argv[0] not in ("report", "analyze"))
+                   + ["--overwrite"] * (argv[0] in ("report", "analyze"))) == 2
+    assert "is also an input of this command" in capsys.readouterr().err
+    after = {p.name: p.read_bytes() for p in d.iterdir() if p.is_file() and not p.is_symlink()}
+    assert after == before
+
+
+def test_run_refuses_an_intermediate_that_is_an_input(tmp_path, capsys):
+    """An extxyz input that happens to be named like an intermediate of the work directory."""
+    import ase.io
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    frames = lj_frames(np.random.default_rng(1), 4)
+    for a in frames:
+        energy, forces = a.info.pop("energy"), a.arrays.pop("ref_forces")
+        a.calc = SinglePointCalculator(a, energy=energy, forces=forces)
+    ase.io.write(tmp_path / "prepared.h5", frames, format="extxyz")
+    before = (tmp_path / "prepared.h5").read_bytes()
+    status = _status(["run", "--train-file", f"{tmp_path / 'prepared.h5'}@673", "--format", "extxyz",
+                      "--work-dir", str(tmp_path), "--out-dir", str(tmp_path), "--overwrite", "-q"])
+    assert status == 2 and "is also an input" in capsys.readouterr().err
+    assert (tmp_path / "prepared.h5").read_bytes() == before
+
+
+def test_a_fresh_training_run_keeps_a_foreign_checkpoint(files, tmp_path, capsys):
+    d = files
+    ckpt = tmp_path / "m.h5.checkpoint"
+    ckpt.write_bytes(b"checkpoint of a killed run")
+    argv = ["train", str(d / "symmetry.h5"), "-o", str(tmp_path / "m.h5"), "--preset", "fast", "--epochs", "1",
+            "--hidden", "3", "-q"]
+    assert _status(argv) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert ckpt.read_bytes() == b"checkpoint of a killed run" and not (tmp_path / "m.h5").exists()
+    assert _status(argv + ["--overwrite"]) == 0  # the user chose to start again
