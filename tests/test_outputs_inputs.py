@@ -84,3 +84,24 @@ def test_a_fresh_training_run_keeps_a_foreign_checkpoint(files, tmp_path, capsys
     assert "--resume" in capsys.readouterr().err
     assert ckpt.read_bytes() == b"checkpoint of a killed run" and not (tmp_path / "m.h5").exists()
     assert _status(argv + ["--overwrite"]) == 0  # the user chose to start again
+
+
+@pytest.mark.parametrize("value,message", [(0.0, "exactly zero"), (np.nan, "non-finite")])
+def test_training_refuses_zero_or_non_finite_reference_forces(tmp_path, capsys, value, message):
+    """All-zero reference forces (a lossy converter) or a NaN: one line, --no-forces suggested,
+    no model written; --no-forces then trains."""
+    from hdnnp.stages.symmetry import symmetry
+
+    frames = lj_frames(np.random.default_rng(5), 8)
+    for a in frames:
+        a.arrays["ref_forces"] = np.zeros_like(a.arrays["ref_forces"]) if value == 0.0 else a.arrays["ref_forces"]
+    if value != 0.0:
+        frames[3].arrays["ref_forces"][2, 1] = value
+    write_prepared(tmp_path / "prepared.h5", frames[:6], frames[6:])
+    symmetry(tmp_path / "prepared.h5", tmp_path / "symmetry.h5", n_features=6, device="cpu", quiet=True)
+    argv = ["train", str(tmp_path / "symmetry.h5"), "-o", str(tmp_path / "m.h5"), "--preset", "fast",
+            "--epochs", "1", "--hidden", "3", "-q"]
+    assert _status(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "--no-forces" in err and not (tmp_path / "m.h5").exists()
+    assert _status(argv + ["--no-forces"]) == 0

@@ -252,6 +252,8 @@ def train(symmetry_path, output_path, options: TrainOptions, overwrite: bool = F
         feature_set = FeatureSet.from_h5(h5["feature_set"])
         group = h5["train"]
         with_forces = options.use_forces and "atoms/forces" in group
+        if with_forces:
+            _check_reference_forces(group, symmetry_path)
         need = estimate_memory_mb(group, with_forces, options.force_fraction)
         if need > options.max_memory_mb:
             raise HdnnpError(
@@ -325,6 +327,26 @@ def train(symmetry_path, output_path, options: TrainOptions, overwrite: bool = F
                 train_energy_rmse=pick("train_energy_rmse"), val_energy_rmse=pick("val_energy_rmse"),
                 train_force_rmse=pick("train_force_rmse"), val_force_rmse=pick("val_force_rmse"),
                 wall_time=float(log["wall_time"][-1]) if len(log["wall_time"]) else 0.0)
+
+
+def _check_reference_forces(group, symmetry_path, chunk_atoms: int = 1 << 20) -> None:
+    """Refuse reference forces that are all exactly zero (a converter that dropped them: the
+    automatic force weight var(E/N)/<F²> would be enormous) or not finite, naming the file."""
+    forces = group["atoms/forces"]
+    nonzero = False
+    for a0 in range(0, forces.shape[0], chunk_atoms):
+        block = forces[a0:a0 + chunk_atoms]
+        bad = ~np.isfinite(block)
+        if bad.any():
+            atom = a0 + int(np.flatnonzero(bad.any(axis=1))[0])
+            frame = int(np.searchsorted(group["frames/atom_offset"][:], atom, side="right")) - 1
+            raise HdnnpError(f"{symmetry_path}: train/atoms/forces has a non-finite value (atom {atom}, frame "
+                             f"{frame}); fix the input or train on energies only (--no-forces)")
+        nonzero = nonzero or bool(np.any(block != 0.0))
+    if forces.shape[0] and not nonzero:
+        raise HdnnpError(f"{symmetry_path}: every reference force of the training set is exactly zero, which "
+                         "no MD frame has (were the forces lost in a conversion?); fix the input, or train on "
+                         "energies only with --no-forces")
 
 
 def member_path(output_path, k: int) -> Path:
