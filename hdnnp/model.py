@@ -124,7 +124,12 @@ class Potential:
         for z in elements:
             g = nets[symbol(z)]
             for k in range(len(hidden) + 1):
-                parts += [g[f"weights_{k}"][:].ravel(), g[f"biases_{k}"][:].ravel()]
+                for name in (f"weights_{k}", f"biases_{k}"):
+                    values = g[name][:].ravel()
+                    if not np.all(np.isfinite(values)):
+                        raise HdnnpError(f"{h5.filename}: networks/{symbol(z)}/{name} holds non-finite "
+                                         "values; the model is unusable (retrain it)")
+                    parts.append(values)
         theta = np.concatenate(parts)
         ref = {z: float(nets[symbol(z)].attrs.get("reference_energy", 0.0)) for z in elements}
         training = {}
@@ -137,6 +142,8 @@ class Potential:
         if "committee" in h5:
             members = h5["committee/theta"][:]
             training["committee"] = dict(h5["committee"].attrs)
+            if not np.all(np.isfinite(members)):
+                raise HdnnpError(f"{h5.filename}: committee/theta holds non-finite values; the model is unusable")
             if members.shape[1] != arch.n_parameters or not np.array_equal(members[0], theta):
                 raise HdnnpError(f"{h5.filename}: /committee/theta does not match /networks")
         return cls(feature_set, arch, theta, ref, training, members)

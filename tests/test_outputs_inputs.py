@@ -105,3 +105,34 @@ def test_training_refuses_zero_or_non_finite_reference_forces(tmp_path, capsys, 
     err = capsys.readouterr().err
     assert message in err and "--no-forces" in err and not (tmp_path / "m.h5").exists()
     assert _status(argv + ["--no-forces"]) == 0
+
+
+def test_non_finite_weights_and_predictions_are_errors(files, tmp_path, capsys):
+    """A NaN weight makes the model unusable (named dataset); weights so large that the energy
+    overflows give a named error from predict instead of a table of dashes; nothing written."""
+    import shutil
+
+    import h5py
+
+    from hdnnp.model import Potential
+
+    d = files
+    shutil.copy(d / "model.h5", tmp_path / "nan.h5")
+    with h5py.File(tmp_path / "nan.h5", "r+") as h5:
+        h5["networks/Ar/weights_0"][0, 0] = np.nan
+    argv = ["predict", str(d / "symmetry.h5"), "-o", str(tmp_path / "p.h5"), "-q"]
+    assert _status(argv + ["--model", str(tmp_path / "nan.h5")]) == 2
+    assert "networks/Ar/weights_0 holds non-finite" in capsys.readouterr().err
+    pot = Potential.load(d / "model.h5")
+    huge = pot.theta.copy()
+    n_out = pot.architecture.hidden[-1]
+    huge[-(n_out + 1):-1] = 1e308  # output weights: E = a . W + b overflows to ±inf
+    Potential(pot.feature_set, pot.architecture, huge, pot.reference_energies).save(tmp_path / "huge.h5")
+    assert _status(argv + ["--model", str(tmp_path / "huge.h5")]) == 2
+    err = capsys.readouterr().err
+    huge_pot = Potential.load(tmp_path / "huge.h5")
+    energies = [huge_pot.predict(a.positions, a.cell.array, a.pbc, a.numbers, forces=False)[0]
+                for a in lj_frames(np.random.default_rng(4), 10)[:8]]  # the fixture's train set
+    first = int(np.flatnonzero(~np.isfinite(energies))[0])
+    assert f"non-finite energy for frame {first} " in err and "train set" in err
+    assert not (tmp_path / "p.h5").exists()

@@ -64,7 +64,8 @@ def _extrapolation_per_frame(data) -> np.ndarray:
     return out
 
 
-def _predict_block(potential, data, result: _SetResult, forces: bool, atomic: bool, xp, temperature, step):
+def _predict_block(potential, data, result: _SetResult, forces: bool, atomic: bool, xp, temperature, step,
+                   where: str = "", first_frame: int = 0):
     """Predictions of a block of frames: the committee's mean (a single potential is a committee
     of one) and, for a committee, the population standard deviations over its members."""
     if xp is not np:
@@ -73,6 +74,14 @@ def _predict_block(potential, data, result: _SetResult, forces: bool, atomic: bo
            for theta in potential.members]
     mean = (lambda name: np.mean([_np(getattr(ev, name)) for ev in evs], axis=0))
     committee = potential.n_members > 1
+    for name in ("energy_pred",) + (("forces_pred",) if forces else ()):
+        values = mean(name)
+        if not np.all(np.isfinite(values)):
+            bad = np.flatnonzero(~np.isfinite(values.reshape(len(values), -1)).all(axis=1))[0]
+            frame = bad if name == "energy_pred" else int(np.searchsorted(data.atom_offset, bad, side="right")) - 1
+            raise HdnnpError(f"{where}: the model predicts a non-finite "
+                             f"{'energy' if name == 'energy_pred' else 'force'} for frame {first_frame + frame} "
+                             "(an overflowing network or an absurd structure); nothing was written")
     result.add(energy_reference=_np(data.energy), energy_predicted=mean("energy_pred"), n_atoms=data.n_atoms,
                temperature=temperature, step=step, extrapolation=_extrapolation_per_frame(data),
                forces_predicted=mean("forces_pred") if forces else None,
@@ -191,7 +200,8 @@ def predict(model_path, input_path="symmetry.h5", output_path="predictions.h5", 
                     else:
                         data = _frames_to_data(potential, _read_frames(group, f0, f1), forces, device)
                     _predict_block(potential, data, res, forces, atomic_energies, xp,
-                                   group["frames/temperature"][f0:f1], group["frames/step"][f0:f1])
+                                   group["frames/temperature"][f0:f1], group["frames/step"][f0:f1],
+                                   f"{input_path} ({s} set)", f0)
                     if stress:
                         res.add(stress_predicted=_stresses(potential, _read_frames(group, f0, f1), device))
                     progress.update(f1 - f0)
@@ -211,7 +221,7 @@ def predict(model_path, input_path="symmetry.h5", output_path="predictions.h5", 
             block = frames[f0:f0 + chunk_frames]
             data = _frames_to_data(potential, block, forces, device)
             _predict_block(potential, data, res, forces, atomic_energies, xp,
-                           [f.temperature for f in block], [f.step for f in block])
+                           [f.temperature for f in block], [f.step for f in block], str(input_path), f0)
             if stress:
                 res.add(stress_predicted=_stresses(potential, block, device))
             progress.update(len(block))
