@@ -17,7 +17,6 @@ optional JSON summary; nothing is written when an input is bad.
 from __future__ import annotations
 
 import contextlib
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,9 +33,9 @@ from hdnnp.analysis.observables import cell_volume, mass_density, pressure_gpa
 from hdnnp.analysis.rdf import RDFAccumulator, first_peak, integrated_abs_difference
 from hdnnp.elements import symbol
 from hdnnp.errors import HdnnpError
-from hdnnp.h5io import atomic_output, iter_frame_chunks, open_stage_file
+from hdnnp.h5io import iter_frame_chunks, open_stage_file
 from hdnnp.progress import Progress
-from hdnnp.stages.report import check_figure_outputs, json_ready
+from hdnnp.stages.report import check_figure_outputs, write_json_summary
 
 FIGURE_NAMES = {"rdf": "RDF.png", "adf": "ADF.png", "msd": "MSD.png",
                 "time_series": "TIME_SERIES.png"}
@@ -301,12 +300,7 @@ def analyze(inputs, reference=None, out_dir="data", json_path=None, r_max: float
     summary["figures"] = {
         key: str(figures.save_figure(fig, out_dir / FIGURE_NAMES[key], overwrite))
         for key, fig in built.items()}
-    summary = json_ready(summary)
-    if json_path is not None:
-        with atomic_output(json_path, overwrite) as tmp:
-            tmp.write_text(json.dumps(summary, indent=1) + "\n")
-        summary["json"] = str(json_path)
-    return summary
+    return write_json_summary(summary, json_path, overwrite)
 
 
 def _pm(stats) -> str:

@@ -128,14 +128,12 @@ def density_scan_command(model_path, start, output, settings: MDSettings, temper
                          device: str = "cpu", overwrite: bool = False, quiet: bool = False, log=print) -> dict:
     """``hdnnp md --scan``: :func:`hdnnp.md.scan.density_scan` from a start structure, then
     ``DENSITY_VS_T.png`` and ``<stem>_density.json`` beside ``output``."""
-    import json
-
     from hdnnp.ase_calculator import HDNNPCalculator
     from hdnnp.kernels import resolve_device
     from hdnnp.model import Potential
     from hdnnp.md.scan import DENSITY_FIGURE, density_figure, density_scan
     from hdnnp.plots import save_figure
-    from hdnnp.stages.report import json_ready
+    from hdnnp.stages.report import write_json_summary
 
     settings.check()
     output = Path(output)
@@ -159,11 +157,9 @@ def density_scan_command(model_path, start, output, settings: MDSettings, temper
     points = density_scan(fresh_atoms, settings, temperatures, output, equilibration_ps, overwrite=overwrite,
                           quiet=quiet, log=log)
     save_figure(density_figure(points, settings.pressure_GPa), figure_path, overwrite)
-    with atomic_output(json_path, overwrite) as tmp:
-        tmp.write_text(json.dumps(json_ready(dict(model=str(model_path), start=str(start),
-                                                  supercell=list(supercell), pressure_GPa=settings.pressure_GPa,
-                                                  equilibration_ps=equilibration_ps,
-                                                  points=[p.as_dict() for p in points])), indent=1))
+    write_json_summary(dict(model=str(model_path), start=str(start), supercell=list(supercell),
+                            pressure_GPa=settings.pressure_GPa, equilibration_ps=equilibration_ps,
+                            points=[p.as_dict() for p in points]), json_path, overwrite)
     return dict(points=points, files=[p.md_path for p in points] + [str(figure_path), str(json_path)])
 
 

@@ -181,6 +181,17 @@ def check_figure_outputs(out_dir, json_path, figure_names, overwrite: bool, inpu
     return out_dir, json_path
 
 
+def write_json_summary(summary: dict, json_path, overwrite: bool, indent: int = 1) -> dict:
+    """``json_ready(summary)``, written atomically to ``json_path`` when given (then with a
+    ``json`` key naming the file); returns it."""
+    summary = json_ready(summary)
+    if json_path is not None:
+        with atomic_output(json_path, overwrite) as tmp:
+            tmp.write_text(json.dumps(summary, indent=indent) + "\n")
+        summary["json"] = str(json_path)
+    return summary
+
+
 def json_ready(obj):
     """Replace NaN/inf by None and NumPy arrays/scalars by Python ones, recursively."""
     if isinstance(obj, dict):
@@ -245,9 +256,4 @@ def run_report(model_path, predictions_path, symmetry_path=None, out_dir="data",
     if "committee" in summary:
         save("committee_spread", plots.committee_spread_figure(sets, summary))
     summary["figures"] = figures
-    summary = json_ready(summary)
-    if json_path is not None:
-        with atomic_output(json_path, overwrite) as tmp:
-            tmp.write_text(json.dumps(summary, indent=2) + "\n")
-        summary["json"] = str(json_path)
-    return summary
+    return write_json_summary(summary, json_path, overwrite, indent=2)
