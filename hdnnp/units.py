@@ -31,3 +31,8 @@ ENERGY_UNITS_IN_EV = {
 BOHR_IN_ANGSTROM = _c.physical_constants["Bohr radius"][0] * 1e10
 #: Hartree/Bohr in eV/Å.
 HARTREE_PER_BOHR_IN_EV_PER_ANGSTROM = ENERGY_UNITS_IN_EV["Hartree"] / BOHR_IN_ANGSTROM
+
+#: 1 eV/Å³ in GPa: 1.602176634e-19 J / 1e-30 m³ = 160.2176634 GPa (exact); stress and pressure.
+EV_PER_ANGSTROM3_IN_GPA = EV_IN_J / 1e-30 / 1e9
+#: 1 Da/Å³ in g/cm³ (atomic mass constant in g over 1 Å³ in cm³), for mass densities.
+DALTON_PER_ANGSTROM3_IN_G_PER_CM3 = _c.atomic_mass * 1e3 / 1e-24

@@ -1,6 +1,6 @@
 """Per-frame thermodynamic observables: mass density and pressure.
 
-Conversion factors (CODATA values as tabulated in scipy.constants):
+Conversion factors (hdnnp.units; CODATA values as tabulated in scipy.constants):
 1 Da/Å³ = 1.660539e-24 g / 1e-24 cm³ = 1.660539 g/cm³;
 1 eV/Å³ = 1.602176634e-19 J / 1e-30 m³ = 160.2176634 GPa (exact).
 Atomic masses: ``ase.data.atomic_masses`` (IUPAC standard atomic weights; needs ASE, the
@@ -10,14 +10,9 @@ Atomic masses: ``ase.data.atomic_masses`` (IUPAC standard atomic weights; needs 
 from __future__ import annotations
 
 import numpy as np
-from scipy import constants as _c
 
 from hdnnp.errors import HdnnpError
-
-#: 1 Da/Å³ in g/cm³ (atomic mass constant in g over 1 Å³ in cm³).
-DALTON_PER_ANGSTROM3_IN_G_PER_CM3 = _c.atomic_mass * 1e3 / 1e-24
-#: 1 eV/Å³ in GPa.
-EV_PER_ANGSTROM3_IN_GPA = _c.electron_volt / 1e-30 / 1e9
+from hdnnp.units import DALTON_PER_ANGSTROM3_IN_G_PER_CM3, EV_PER_ANGSTROM3_IN_GPA
 
 
 def cell_volume(cell) -> float:
@@ -42,3 +37,10 @@ def pressure_gpa(stress) -> np.ndarray:
     what the file holds: virial part alone unless the writer added the kinetic term."""
     stress = np.asarray(stress, float)
     return -np.trace(stress, axis1=-2, axis2=-1) / 3.0 * EV_PER_ANGSTROM3_IN_GPA
+
+
+def instantaneous_pressure_gpa(stress, kinetic_energy, cell) -> np.ndarray:
+    """P = −tr σ / 3 + 2 E_kin / (3 V) (GPa): the potential (virial) stress σ (..., 3, 3) eV/Å³
+    of :func:`pressure_gpa` plus the kinetic (ideal-gas) term, E_kin in eV, cell (..., 3, 3) Å."""
+    volume = np.abs(np.linalg.det(np.asarray(cell, float)))
+    return pressure_gpa(stress) + 2.0 * np.asarray(kinetic_energy, float) / (3.0 * volume) * EV_PER_ANGSTROM3_IN_GPA

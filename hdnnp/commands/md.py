@@ -6,7 +6,7 @@ import click
 
 from hdnnp.errors import HdnnpError
 
-from hdnnp.md.driver import ENSEMBLES, EXIT_GUARD_STOP, GPA_PER_EV_PER_A3, THERMOSTATS
+from hdnnp.md.driver import ENSEMBLES, EXIT_GUARD_STOP, THERMOSTATS
 from hdnnp.md.guards import (DEFAULT_MAX_EXTRAPOLATION_EXCESS, DEFAULT_MAX_TEMPERATURE_FACTOR,
                              DEFAULT_MIN_DISTANCE_ANGSTROM)
 
@@ -184,4 +184,4 @@ def format_md_summary(summary: dict) -> str:
     return text
 
 
-__all__ = ["md_command", "md_settings_options", "settings_from_options", "GPA_PER_EV_PER_A3"]
+__all__ = ["md_command", "md_settings_options", "settings_from_options"]

@@ -62,12 +62,6 @@ class CheckResult:
                 f"{self.peak_md[0]:.2f} Å / {self.peak_md[1]:.2f} (reference {self.peak_reference[0]:.2f} Å / "
                 f"{self.peak_reference[1]:.2f}), ∫|Δg|dr = {self.rdf_abs_difference:.3f} Å")
 
-    def as_dict(self) -> dict:
-        return dict(temperature_K=self.temperature_K, md=self.md_path, time_ps=self.time_ps, status=self.status,
-                    left_domain_ps=self.left_domain_ps, stayed_in_domain=self.stayed_in_domain,
-                    rdf_first_peak=self.peak_md, rdf_first_peak_reference=self.peak_reference,
-                    rdf_abs_difference=self.rdf_abs_difference, rdf_frames=self.n_frames_inside)
-
 
 def _frames_at(group, temperature: float):
     from hdnnp.stages.predict import _read_frames

@@ -31,16 +31,16 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from hdnnp.analysis.observables import pressure_gpa
 from hdnnp.errors import HdnnpError
 from hdnnp.md.guards import GuardLimits, read_guards
 from hdnnp.md.trajectory import (TrajectoryWriter, checkpoint_path, partial_path, read_checkpoint,
                                  write_checkpoint)
 from hdnnp.progress import Progress
+from hdnnp.units import EV_PER_ANGSTROM3_IN_GPA
 
 ENSEMBLES = ("nve", "nvt", "npt")
 THERMOSTATS = ("langevin", "nose-hoover")
-#: 1 eV/Å³ in GPa (CODATA 2018 via ASE: 1 GPa = ase.units.GPa eV/Å³).
-GPA_PER_EV_PER_A3 = 160.21766208
 #: Exit status of ``hdnnp md`` when a guard stopped the run (user errors exit 2).
 EXIT_GUARD_STOP = 3
 #: Frames kept in memory for the guard file (the last stored frames before a stop).
@@ -149,7 +149,7 @@ def make_dynamics(atoms, settings: MDSettings):
     if not np.all(atoms.pbc):
         raise HdnnpError("--ensemble npt: needs a cell periodic in all three directions")
     return IsotropicMTKNPT(atoms, timestep=dt, temperature_K=settings.temperature_K,
-                           pressure_au=settings.pressure_GPa / GPA_PER_EV_PER_A3,
+                           pressure_au=settings.pressure_GPa / EV_PER_ANGSTROM3_IN_GPA,
                            tdamp=settings.tdamp_fs * units.fs, pdamp=settings.pdamp_fs * units.fs)
 
 
@@ -340,7 +340,7 @@ def _progress_extra(atoms, dyn, settings, t0, start_step, n_atoms, with_stress) 
             f"{done_ps * 1e-3 / wall * 86400:.3g} ns/day, {(dyn.nsteps - start_step) * n_atoms / wall:.0f} atom-steps/s, "
             f"T {atoms.get_temperature():.0f} K, E {atoms.get_potential_energy() / n_atoms:.4f} eV/atom")
     if with_stress and "stress" in atoms.calc.results:
-        text += f", P {-np.trace(atoms.get_stress(voigt=False)) / 3 * GPA_PER_EV_PER_A3:.2f} GPa"
+        text += f", P {pressure_gpa(atoms.get_stress(voigt=False)):.2f} GPa"
     return text
 
 

@@ -48,8 +48,7 @@ def density_points(md_path, equilibration_ps: float) -> tuple[int, tuple, tuple]
     import h5py
 
     from hdnnp.analysis.blocking import block_average
-    from hdnnp.analysis.observables import mass_density
-    from hdnnp.md.driver import GPA_PER_EV_PER_A3
+    from hdnnp.analysis.observables import instantaneous_pressure_gpa, mass_density
 
     with h5py.File(md_path, "r") as h5:
         g = h5["trajectory"]
@@ -59,10 +58,8 @@ def density_points(md_path, equilibration_ps: float) -> tuple[int, tuple, tuple]
         cells = g["frames/cell"][:][keep]
         species = g["atoms/species"][: int(g["frames/atom_offset"][1])]
         density = np.array([mass_density(species, c) for c in cells])
-        volume = np.abs(np.linalg.det(cells))
-        stress = g["frames/stress"][:][keep]
-        kinetic = g["frames/kinetic_energy"][:][keep]
-    pressure = (-np.trace(stress, axis1=1, axis2=2) / 3 + 2 * kinetic / (3 * volume)) * GPA_PER_EV_PER_A3
+        pressure = instantaneous_pressure_gpa(g["frames/stress"][:][keep], g["frames/kinetic_energy"][:][keep],
+                                              cells)
     d, p = block_average(density), block_average(pressure)
     return len(keep), (d.mean, d.error), (p.mean, p.error)
 
