@@ -115,3 +115,13 @@ def write_prepared(path, train_atoms, predict_atoms, temperatures=(100.0, 200.0)
                             step=k, source=name) for k, a in enumerate(images)])
             w.close()
     return path
+
+
+def lj_symmetry_files(directory, frames, n_train, n_features):
+    """prepared.h5 (the first ``n_train`` frames train, the rest predict) and symmetry.h5 with
+    ``n_features`` selected features, written in ``directory`` (returned)."""
+    from hdnnp.stages.symmetry import symmetry
+
+    write_prepared(directory / "prepared.h5", frames[:n_train], frames[n_train:])
+    symmetry(directory / "prepared.h5", directory / "symmetry.h5", n_features=n_features, device="cpu", quiet=True)
+    return directory

@@ -6,7 +6,7 @@ import h5py
 import numpy as np
 import pytest
 
-from _nn_fixtures import fitted_feature_set, lj_frames, write_prepared
+from _nn_fixtures import fitted_feature_set, lj_frames, lj_symmetry_files, write_prepared
 from hdnnp import nn
 from hdnnp.cli import main
 from hdnnp.model import Potential
@@ -64,13 +64,7 @@ def test_committee_save_load_and_calculator(committee, tmp_path):
 
 @pytest.fixture(scope="module")
 def symmetry_file(tmp_path_factory):
-    from hdnnp.stages.symmetry import symmetry
-
-    d = tmp_path_factory.mktemp("committee")
-    frames = lj_frames(np.random.default_rng(2), 16)
-    write_prepared(d / "prepared.h5", frames[:12], frames[12:])
-    symmetry(d / "prepared.h5", d / "symmetry.h5", n_features=8, device="cpu", quiet=True)
-    return d
+    return lj_symmetry_files(tmp_path_factory.mktemp("committee"), lj_frames(np.random.default_rng(2), 16), 12, 8)
 
 
 def test_train_committee_members_are_single_models_with_their_seeds(symmetry_file, tmp_path):

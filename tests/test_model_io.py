@@ -5,7 +5,7 @@ import h5py
 import numpy as np
 import pytest
 
-from _nn_fixtures import fitted_feature_set, lj_frames, write_prepared
+from _nn_fixtures import fitted_feature_set, lj_frames, lj_symmetry_files
 from hdnnp import nn
 from hdnnp.errors import HdnnpError
 from hdnnp.model import Potential
@@ -79,13 +79,7 @@ def test_unknown_element_is_a_clear_error(potential):
 
 @pytest.fixture(scope="module")
 def symmetry_file(tmp_path_factory):
-    from hdnnp.stages.symmetry import symmetry
-
-    d = tmp_path_factory.mktemp("stage")
-    frames = lj_frames(np.random.default_rng(0), 30)
-    write_prepared(d / "prepared.h5", frames[:24], frames[24:])
-    symmetry(d / "prepared.h5", d / "symmetry.h5", n_features=10, device="cpu", quiet=True)
-    return d
+    return lj_symmetry_files(tmp_path_factory.mktemp("stage"), lj_frames(np.random.default_rng(0), 30), 24, 10)
 
 
 def test_train_stage_writes_self_contained_model(symmetry_file, tmp_path):

@@ -7,20 +7,16 @@ import os
 import numpy as np
 import pytest
 
-from _nn_fixtures import lj_frames, write_prepared
+from _nn_fixtures import lj_frames, lj_symmetry_files
 from hdnnp.cli import main
 
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
-    from hdnnp.stages.symmetry import symmetry
     from hdnnp.stages.train import train
     from hdnnp.training.presets import make_options
 
-    d = tmp_path_factory.mktemp("io")
-    frames = lj_frames(np.random.default_rng(4), 10)
-    write_prepared(d / "prepared.h5", frames[:8], frames[8:])
-    symmetry(d / "prepared.h5", d / "symmetry.h5", n_features=6, device="cpu", quiet=True)
+    d = lj_symmetry_files(tmp_path_factory.mktemp("io"), lj_frames(np.random.default_rng(4), 10), 8, 6)
     train(d / "symmetry.h5", d / "model.h5", make_options("fast", epochs=2, hidden=(3,)), quiet=True)
     os.symlink(d / "model.h5", d / "alias.h5")
     return d
@@ -90,15 +86,12 @@ def test_a_fresh_training_run_keeps_a_foreign_checkpoint(files, tmp_path, capsys
 def test_training_refuses_zero_or_non_finite_reference_forces(tmp_path, capsys, value, message):
     """All-zero reference forces (a lossy converter) or a NaN: one line, --no-forces suggested,
     no model written; --no-forces then trains."""
-    from hdnnp.stages.symmetry import symmetry
-
     frames = lj_frames(np.random.default_rng(5), 8)
     for a in frames:
         a.arrays["ref_forces"] = np.zeros_like(a.arrays["ref_forces"]) if value == 0.0 else a.arrays["ref_forces"]
     if value != 0.0:
         frames[3].arrays["ref_forces"][2, 1] = value
-    write_prepared(tmp_path / "prepared.h5", frames[:6], frames[6:])
-    symmetry(tmp_path / "prepared.h5", tmp_path / "symmetry.h5", n_features=6, device="cpu", quiet=True)
+    lj_symmetry_files(tmp_path, frames, 6, 6)
     argv = ["train", str(tmp_path / "symmetry.h5"), "-o", str(tmp_path / "m.h5"), "--preset", "fast",
             "--epochs", "1", "--hidden", "3", "-q"]
     assert _status(argv) == 2

@@ -5,7 +5,7 @@ import h5py
 import numpy as np
 import pytest
 
-from _nn_fixtures import lj_frames, write_prepared
+from _nn_fixtures import lj_frames, lj_symmetry_files
 from hdnnp.cli import main
 from hdnnp.model import Potential
 from hdnnp.training.presets import make_options
@@ -13,13 +13,10 @@ from hdnnp.training.presets import make_options
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    from hdnnp.stages.symmetry import symmetry
     from hdnnp.stages.train import train
 
-    d = tmp_path_factory.mktemp("predict")
     frames = lj_frames(np.random.default_rng(2), 26)
-    write_prepared(d / "prepared.h5", frames[:20], frames[20:])
-    symmetry(d / "prepared.h5", d / "symmetry.h5", n_features=10, device="cpu", quiet=True)
+    d = lj_symmetry_files(tmp_path_factory.mktemp("predict"), frames, 20, 10)
     train(d / "symmetry.h5", d / "model.h5", make_options("fast", epochs=10, hidden=(4,), val_fraction=0.2),
           quiet=True)
     return d, frames
