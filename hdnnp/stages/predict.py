@@ -72,22 +72,23 @@ def _predict_block(potential, data, result: _SetResult, forces: bool, atomic: bo
         data = data.to(xp)
     evs = [evaluate(potential.architecture, xp.asarray(theta), data, 0.0, gradient=False, forces=forces)
            for theta in potential.members]
-    mean = (lambda name: np.mean([_np(getattr(ev, name)) for ev in evs], axis=0))
+    mean = {name: np.mean([_np(getattr(ev, name)) for ev in evs], axis=0)
+            for name in ("energy_pred",) + (("forces_pred",) if forces else ()) + (("atomic_energy",) if atomic else ())}
     committee = potential.n_members > 1
     for name in ("energy_pred",) + (("forces_pred",) if forces else ()):
-        values = mean(name)
+        values = mean[name]
         if not np.all(np.isfinite(values)):
             bad = np.flatnonzero(~np.isfinite(values.reshape(len(values), -1)).all(axis=1))[0]
             frame = bad if name == "energy_pred" else int(np.searchsorted(data.atom_offset, bad, side="right")) - 1
             raise HdnnpError(f"{where}: the model predicts a non-finite "
                              f"{'energy' if name == 'energy_pred' else 'force'} for frame {first_frame + frame} "
                              "(an overflowing network or an absurd structure); nothing was written")
-    result.add(energy_reference=_np(data.energy), energy_predicted=mean("energy_pred"), n_atoms=data.n_atoms,
+    result.add(energy_reference=_np(data.energy), energy_predicted=mean["energy_pred"], n_atoms=data.n_atoms,
                temperature=temperature, step=step, extrapolation=_extrapolation_per_frame(data),
-               forces_predicted=mean("forces_pred") if forces else None,
+               forces_predicted=mean["forces_pred"] if forces else None,
                forces_reference=(_np(data.forces) if data.forces is not None
                                  else np.full((data.n_atoms_total, 3), np.nan)) if forces else None,
-               atomic_energies=mean("atomic_energy") if atomic else None,
+               atomic_energies=mean["atomic_energy"] if atomic else None,
                energy_spread=(np.std([_np(ev.energy_pred) for ev in evs], axis=0) / data.n_atoms
                               if committee else None),
                forces_spread=(np.std([_np(ev.forces_pred) for ev in evs], axis=0)
@@ -193,17 +194,18 @@ def predict(model_path, input_path="symmetry.h5", output_path="predictions.h5", 
                 progress = Progress(n_frames, f"predict {s}", quiet=quiet)
                 for f0 in range(0, n_frames, chunk_frames):
                     f1 = min(f0 + chunk_frames, n_frames)
+                    frames = _read_frames(group, f0, f1) if stress or not stored else None
                     if stored:
                         from hdnnp.stages.train import read_block
 
                         data = read_block(group, potential.elements, f0, f1, derivatives=forces)
                     else:
-                        data = _frames_to_data(potential, _read_frames(group, f0, f1), forces, device)
+                        data = _frames_to_data(potential, frames, forces, device)
                     _predict_block(potential, data, res, forces, atomic_energies, xp,
                                    group["frames/temperature"][f0:f1], group["frames/step"][f0:f1],
                                    f"{input_path} ({s} set)", f0)
                     if stress:
-                        res.add(stress_predicted=_stresses(potential, _read_frames(group, f0, f1), device))
+                        res.add(stress_predicted=_stresses(potential, frames, device))
                     progress.update(f1 - f0)
                 progress.close()
                 results[s] = res.arrays()
