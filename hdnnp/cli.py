@@ -235,6 +235,12 @@ def _parse_hidden(text):
 @click.option("--committee", "n_members", type=click.IntRange(min=1), default=1, show_default=True,
               help="Train N networks sets (seeds SEED..SEED+N-1: initial weights, validation split) into one "
                    "model; predictions are their mean, the uncertainty their spread.")
+@click.option("--baseline", type=click.Choice(["zbl", "none"]), default=None,
+              help="Short-range repulsion added to the networks: ZBL screened nuclear repulsion switched off "
+                   "at the shortest distance of the training data [none].")
+@click.option("--baseline-radii", default=None, metavar="R_INNER:R_OUTER",
+              help="Switch the baseline off between these radii (Å) for every element pair "
+                   "[per pair: 0.8·d_min to d_min, the shortest distance in the training data].")
 @click.option("--seed", type=int, default=None, help="Random seed (split, initial weights, batches).")
 @click.option("--max-evals", type=int, default=None, help="derivative-free: loss evaluations (seed: 80000).")
 @click.option("--weight-bound", type=float, default=None, help="Bound |w| on the weights (0: none).")
@@ -575,9 +581,11 @@ def study_command(config_path, data_dir, system, sets, predict, presets, seeds, 
 
 def _register_commands():
     from hdnnp.commands.analyze import analyze_command
+    from hdnnp.commands.learn import learn_command
     from hdnnp.commands.md import md_command
 
     cli.add_command(md_command)
+    cli.add_command(learn_command)
     cli.add_command(analyze_command)
 
 

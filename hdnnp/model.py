@@ -13,9 +13,12 @@ Layout of model.h5 (``stage = "train"``; see docs/DESIGN.md)::
     /training/validation_frames  indices into the training set of symmetry.h5
                                  attrs: every TrainOptions field, force_weight, loss_scale,
                                  best_epoch, stop_reason
+    /baseline                    optional repulsive baseline (attrs kind = zbl; pairs, r_inner,
+                                 r_outer; :mod:`hdnnp.baseline`), added to every prediction
 
-Prediction: E = sum_i E_Z(i)(G'_i) (eV), F_j = -sum_i dE_i/dG'_i . dG'_i/dr_j (eV/Å), with G'
-from :func:`hdnnp.descriptors.compute_descriptors` using the stored feature set.
+Prediction: E = sum_i E_Z(i)(G'_i) + E_base (eV), F_j = -sum_i dE_i/dG'_i . dG'_i/dr_j + F_base,j
+(eV/Å), with G' from :func:`hdnnp.descriptors.compute_descriptors` using the stored feature set
+and E_base the repulsive baseline (zero without one).
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ class Potential:
     """
 
     def __init__(self, feature_set, architecture: nn.Architecture, theta, reference_energies: dict,
-                 training: dict | None = None, members=None):
+                 training: dict | None = None, members=None, baseline=None):
         self.feature_set = feature_set
         self.architecture = architecture
         self.theta = np.asarray(theta, dtype=np.float64)
@@ -56,6 +59,8 @@ class Potential:
                         else np.asarray(members, dtype=np.float64).reshape(-1, architecture.n_parameters))
         if members is not None and not np.array_equal(self.members[0], self.theta):
             raise HdnnpError("a committee's theta must be its first member")
+        #: :class:`hdnnp.baseline.ZBLBaseline` or None; the networks learned E_ref − E_base.
+        self.baseline = baseline
 
     @property
     def n_members(self) -> int:
@@ -98,6 +103,8 @@ class Potential:
             com.create_dataset("theta", data=self.members)
             for key, value in self.training.get("committee", {}).items():
                 com.attrs[key] = value
+        if self.baseline is not None:
+            self.baseline.to_h5(h5.create_group("baseline"))
 
     def save(self, path, overwrite: bool = False, inputs=(), stage: str = "train") -> None:
         """Write a self-contained model.h5 atomically."""
@@ -146,7 +153,12 @@ class Potential:
                 raise HdnnpError(f"{h5.filename}: committee/theta holds non-finite values; the model is unusable")
             if members.shape[1] != arch.n_parameters or not np.array_equal(members[0], theta):
                 raise HdnnpError(f"{h5.filename}: /committee/theta does not match /networks")
-        return cls(feature_set, arch, theta, ref, training, members)
+        baseline = None
+        if "baseline" in h5:
+            from hdnnp.baseline import ZBLBaseline
+
+            baseline = ZBLBaseline.from_h5(h5["baseline"])
+        return cls(feature_set, arch, theta, ref, training, members, baseline)
 
     @classmethod
     def load(cls, path) -> "Potential":
@@ -203,7 +215,8 @@ class Potential:
             σ_ab = (1/V) ∂E/∂ε_ab = (1/V) Σ_i Σ_p R_p,a ∂E_i/∂R_p,b
 
         over the neighbour-list entries p of every atom i (each periodic image separately; SPEC
-        §9), with V = |det cell|; it needs a cell periodic in all three directions.
+        §9), with V = |det cell|; it needs a cell periodic in all three directions. Energy,
+        forces and stress include the repulsive baseline when the model has one.
         """
         from hdnnp.descriptors import compute_descriptors
 
@@ -223,6 +236,11 @@ class Potential:
         # committee mean of every quantity; a single potential is a committee of one
         energy, f, atomic, *strain = [None if parts[0] is None else np.mean(parts, axis=0)
                                       for parts in zip(*outputs)]
+        if self.baseline is not None:  # the same for every member: added to the means only
+            e_b, f_b, atomic_b, strain_b = self.baseline.evaluate(positions, cell, pbc, species, forces, stress)
+            energy, atomic = energy + e_b, atomic + atomic_b
+            f = f + f_b if forces else f
+            strain = [strain[0] + strain_b] if stress else strain
         count, excess = extrapolation_of(desc)
         p = Prediction(energy=float(energy), atomic_energies=atomic, forces=f,
                        stress=strain[0] / abs(np.linalg.det(cell)) if stress else None,

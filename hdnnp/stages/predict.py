@@ -65,15 +65,23 @@ def _extrapolation_per_frame(data) -> np.ndarray:
 
 
 def _predict_block(potential, data, result: _SetResult, forces: bool, atomic: bool, xp, temperature, step,
-                   where: str = "", first_frame: int = 0):
+                   where: str = "", first_frame: int = 0, frames=None):
     """Predictions of a block of frames: the committee's mean (a single potential is a committee
-    of one) and, for a committee, the population standard deviations over its members."""
+    of one) and, for a committee, the population standard deviations over its members. With a
+    repulsive baseline its energies and forces (of ``frames``) are added to the means."""
     if xp is not np:
         data = data.to(xp)
     evs = [evaluate(potential.architecture, xp.asarray(theta), data, 0.0, gradient=False, forces=forces)
            for theta in potential.members]
     mean = {name: np.mean([_np(getattr(ev, name)) for ev in evs], axis=0)
             for name in ("energy_pred",) + (("forces_pred",) if forces else ()) + (("atomic_energy",) if atomic else ())}
+    if potential.baseline is not None:
+        base = [potential.baseline.evaluate(f.positions, f.cell, f.pbc, f.species, forces=forces) for f in frames]
+        mean["energy_pred"] = mean["energy_pred"] + np.array([b[0] for b in base])
+        if forces:
+            mean["forces_pred"] = mean["forces_pred"] + np.concatenate([b[1] for b in base])
+        if atomic:
+            mean["atomic_energy"] = mean["atomic_energy"] + np.concatenate([b[2] for b in base])
     committee = potential.n_members > 1
     for name in ("energy_pred",) + (("forces_pred",) if forces else ()):
         values = mean[name]
@@ -194,7 +202,8 @@ def predict(model_path, input_path="symmetry.h5", output_path="predictions.h5", 
                 progress = Progress(n_frames, f"predict {s}", quiet=quiet)
                 for f0 in range(0, n_frames, chunk_frames):
                     f1 = min(f0 + chunk_frames, n_frames)
-                    frames = _read_frames(group, f0, f1) if stress or not stored else None
+                    frames = (_read_frames(group, f0, f1) if stress or not stored or potential.baseline
+                              else None)
                     if stored:
                         from hdnnp.stages.train import read_block
 
@@ -203,7 +212,7 @@ def predict(model_path, input_path="symmetry.h5", output_path="predictions.h5", 
                         data = _frames_to_data(potential, frames, forces, device)
                     _predict_block(potential, data, res, forces, atomic_energies, xp,
                                    group["frames/temperature"][f0:f1], group["frames/step"][f0:f1],
-                                   f"{input_path} ({s} set)", f0)
+                                   f"{input_path} ({s} set)", f0, frames)
                     if stress:
                         res.add(stress_predicted=_stresses(potential, frames, device))
                     progress.update(f1 - f0)
@@ -223,7 +232,7 @@ def predict(model_path, input_path="symmetry.h5", output_path="predictions.h5", 
             block = frames[f0:f0 + chunk_frames]
             data = _frames_to_data(potential, block, forces, device)
             _predict_block(potential, data, res, forces, atomic_energies, xp,
-                           [f.temperature for f in block], [f.step for f in block], str(input_path), f0)
+                           [f.temperature for f in block], [f.step for f in block], str(input_path), f0, block)
             if stress:
                 res.add(stress_predicted=_stresses(potential, block, device))
             progress.update(len(block))

@@ -25,6 +25,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from hdnnp import nn
+from hdnnp.baseline import baseline_of_set
 from hdnnp.elements import symbol
 from hdnnp.errors import HdnnpError
 from hdnnp.h5io import atomic_output, check_can_write, check_feature_sets_match, open_stage_file, write_root_attrs
@@ -272,6 +273,15 @@ def train(symmetry_path, output_path, options: TrainOptions, overwrite: bool = F
             load_training_data(group, feature_set.elements, with_forces, options.force_fraction,
                                np.random.default_rng(options.seed), frames=idx) if len(idx) else None
             for idx in (train_idx, val_idx))
+        baseline = make_baseline(options, group, feature_set)
+        if baseline is not None:  # the networks learn the remainder E_ref − E_base, F_ref − F_base
+            base_energy, base_forces = baseline_of_set(baseline, group, forces=with_forces)
+            offset = group["frames/atom_offset"][:].astype(np.int64)
+            for data, idx in ((train_data, train_idx), (val_data, val_idx)):
+                if data is not None:
+                    data.energy = data.energy - base_energy[idx]
+                    if with_forces:
+                        data.forces = data.forces - base_forces[frame_ranges(offset, idx)]
     if device != "cpu":
         from hdnnp.kernels import get_backend
 
@@ -302,7 +312,7 @@ def train(symmetry_path, output_path, options: TrainOptions, overwrite: bool = F
 
     def checkpoint(state):
         pot = Potential(feature_set, arch, state["best_theta"], reference,
-                        training_record(state["log"], {"checkpoint_epoch": state["epoch"]}))
+                        training_record(state["log"], {"checkpoint_epoch": state["epoch"]}), baseline=baseline)
         _write_checkpoint(checkpoint_path, pot, state, options)
 
     # One BLAS thread: the matrices here are small (EKF: P is n_weights², 721² for 30-15-15-1), so
@@ -315,7 +325,8 @@ def train(symmetry_path, output_path, options: TrainOptions, overwrite: bool = F
     attrs = dict(force_weight=result.force_weight, loss_scale=result.loss_scale,
                  best_epoch=result.best_epoch, stop_reason=result.stop_reason,
                  n_train_frames=len(train_idx), n_validation_frames=len(val_idx), device=device)
-    potential = Potential(feature_set, arch, result.theta, reference, training_record(result.log, attrs))
+    potential = Potential(feature_set, arch, result.theta, reference, training_record(result.log, attrs),
+                          baseline=baseline)
     potential.save(output_path, overwrite=overwrite, inputs=[symmetry_path])
     if checkpoint_path.exists():
         checkpoint_path.unlink()
@@ -327,6 +338,26 @@ def train(symmetry_path, output_path, options: TrainOptions, overwrite: bool = F
                 train_energy_rmse=pick("train_energy_rmse"), val_energy_rmse=pick("val_energy_rmse"),
                 train_force_rmse=pick("train_force_rmse"), val_force_rmse=pick("val_force_rmse"),
                 wall_time=float(log["wall_time"][-1]) if len(log["wall_time"]) else 0.0)
+
+
+def make_baseline(options: TrainOptions, group, feature_set):
+    """The repulsive baseline of ``--baseline`` for the frames of ``group`` (None for ``none``):
+    radii from ``--baseline-radii`` or from the shortest distances in the frames."""
+    from hdnnp.baseline import KINDS, fit_baseline, iter_frames
+
+    if options.baseline not in KINDS:
+        raise HdnnpError(f"--baseline: expected one of {', '.join(KINDS)}, got '{options.baseline}'")
+    if options.baseline == "none":
+        return None
+    radii = None
+    if options.baseline_radii:
+        try:
+            radii = tuple(float(x) for x in options.baseline_radii.split(":"))
+        except ValueError:
+            radii = ()
+        if len(radii) != 2:
+            raise HdnnpError(f"--baseline-radii: expected R_INNER:R_OUTER in Å, got '{options.baseline_radii}'")
+    return fit_baseline(iter_frames(group), feature_set.elements, feature_set.cutoff, radii)
 
 
 def _check_reference_forces(group, symmetry_path, chunk_atoms: int = 1 << 20) -> None:
@@ -400,7 +431,7 @@ def train_committee(symmetry_path, output_path, options: TrainOptions, n_members
                                  best_epochs=np.array([m.training.get("attrs", {}).get("best_epoch", -1)
                                                        for m in members], np.int64))
     committee = Potential(first.feature_set, first.architecture, first.theta, first.reference_energies, training,
-                          members=np.stack([m.theta for m in members]))
+                          members=np.stack([m.theta for m in members]), baseline=first.baseline)
     committee.save(output_path, overwrite=overwrite, inputs=[symmetry_path])
     for path in paths:
         path.unlink()

@@ -62,6 +62,8 @@ class TrainOptions:
     ekf_eta0: float = 0.01  # standard: eta = min(eta0 exp(epoch / etatau), etamax)
     ekf_etatau: float = 2.302  # epochs
     ekf_etamax: float = 1.0
+    baseline: str = "none"  # repulsive baseline: zbl or none (hdnnp.baseline)
+    baseline_radii: str = ""  # "R_INNER:R_OUTER" Å for every pair; "": from the shortest distances in the data
 
     def as_attrs(self) -> dict:
         out = {}
