@@ -592,17 +592,38 @@ def _register_commands():
 _register_commands()
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what SLURM sends at the time limit), handled exactly like Ctrl-C."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
+
+
+def _interrupted(exc) -> None:
+    """The one line for Ctrl-C / SIGTERM, then exit 130 / 143 (128 + the signal)."""
+    term = isinstance(exc, Terminated)
+    click.echo(("Terminated (SIGTERM)" if term else "Interrupted") + "; no partial output was left under a final "
+               "name (train with --checkpoint-every, md, learn and committees continue with --resume).", err=True)
+    sys.exit(143 if term else 130)
+
+
 def main(argv=None):
     """Entry point of the ``hdnnp`` console script: user errors exit 2 with one clear line."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         status = cli.main(args=argv, prog_name="hdnnp", standalone_mode=False)
         if isinstance(status, int) and status:
             sys.exit(status)
     except click.exceptions.Abort as exc:  # click turns Ctrl-C (SIGINT) into Abort
-        if isinstance(exc.__cause__ or exc.__context__, KeyboardInterrupt):
-            click.echo("Interrupted; no partial output was left under a final name.", err=True)
-        else:
-            click.echo("Aborted.", err=True)
+        cause = exc.__cause__ or exc.__context__
+        if isinstance(cause, KeyboardInterrupt):
+            _interrupted(cause)
+        click.echo("Aborted.", err=True)
         sys.exit(130)
     except click.ClickException as exc:
         exc.show()
@@ -610,6 +631,9 @@ def main(argv=None):
     except HdnnpError as exc:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(2)
-    except KeyboardInterrupt:
-        click.echo("Interrupted; no partial output was left under a final name.", err=True)
-        sys.exit(130)
+    except KeyboardInterrupt as exc:
+        _interrupted(exc)
+    finally:
+        from hdnnp.h5io import release_all_claims
+
+        release_all_claims()

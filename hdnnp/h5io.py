@@ -18,11 +18,15 @@ Every stage output carries root attributes ``hdnnp_version``, ``schema_version``
     <set>/atoms/forces         float64 (n_atoms, 3)   eV/Å (present only when known)
 
 Writes are atomic: :func:`atomic_output` writes to a temporary file in the destination
-directory and renames it into place only when the stage succeeded.
+directory and renames it into place only when the stage succeeded. Outputs are claimed for the
+whole run (:func:`claim_output`, called by :func:`check_can_write` before any work): a second
+hdnnp process that wants to write the same file is refused at once instead of silently
+replacing the first one's result.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import datetime as _dt
 import hashlib
@@ -65,14 +69,91 @@ def atomic_output(path, overwrite: bool = False) -> Iterator[Path]:
     """
     path = Path(path)
     check_can_write(path, overwrite)
-    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
+    # the temporary name stays within the 255 bytes a file name may have
+    tmp = path.parent / f".{path.name[:200]}.tmp-{os.getpid()}"
     try:
         yield tmp
         os.replace(tmp, path)
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):
             tmp.unlink()
         raise
+    finally:
+        release_output(path)
+
+
+# -- exclusive claims on outputs -----------------------------------------------------------------
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: no claims (the atomic rename still protects each file)
+    fcntl = None
+
+#: Outputs this process has claimed: resolved path -> (lock file descriptor, lock path).
+_CLAIMS: dict = {}
+
+
+def _lock_path(path: Path) -> Path:
+    resolved = path.resolve()
+    return resolved.parent / f".{resolved.name[:200]}.lock"
+
+
+def claim_output(path) -> None:
+    """Claim ``path`` for this process until :func:`release_output` (or exit).
+
+    The claim is an exclusive ``flock`` on the hidden file ``.<name>.lock`` beside ``path``; the
+    kernel drops it when the process ends however it ends, so a killed run never blocks the
+    next one. A path another live process has claimed is an :class:`HdnnpError` naming that
+    process; a directory where the lock cannot be created is one too (before any work).
+    """
+    path = Path(path)
+    key = str(path.resolve())
+    if fcntl is None or key in _CLAIMS:
+        return
+    lock = _lock_path(path)
+    while True:
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise HdnnpError(f"{path}: cannot write in {path.parent} ({exc.strerror}); choose a writable "
+                             "output directory") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            with contextlib.suppress(OSError):
+                holder = os.pread(fd, 500, 0).decode(errors="replace").strip()
+            os.close(fd)
+            raise HdnnpError(f"{path}: another hdnnp process is writing it now ({holder or 'unknown'}); wait for "
+                             "it to finish, or choose another output name / --work-dir") from None
+        try:  # the previous holder may have removed the lock file between our open and flock
+            same = os.fstat(fd).st_ino == os.stat(lock).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    import socket
+
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}: {' '.join(sys.argv)[:300]}".encode(), 0)
+    _CLAIMS[key] = (fd, lock)
+
+
+def release_output(path) -> None:
+    """Give up this process's claim on ``path`` (no-op when it has none)."""
+    entry = _CLAIMS.pop(str(Path(path).resolve()), None)
+    if entry is not None:
+        fd, lock = entry
+        with contextlib.suppress(OSError):
+            lock.unlink()
+        os.close(fd)
+
+
+@atexit.register
+def release_all_claims() -> None:
+    """Give up every claim of this process (the end of a command, or exit)."""
+    for key in list(_CLAIMS):
+        release_output(key)
 
 
 def check_can_write(path, overwrite: bool = False, inputs=()) -> None:
@@ -89,6 +170,7 @@ def check_can_write(path, overwrite: bool = False, inputs=()) -> None:
         raise HdnnpError(f"{path}: exists already; pass --overwrite to replace it")
     if not path.parent.exists():
         raise HdnnpError(f"{path.parent}: output directory does not exist")
+    claim_output(path)
 
 
 def check_not_an_input(path, inputs) -> None:

@@ -102,21 +102,29 @@ def stability(args):
                         excess = g["guards/extrapolation_max_excess"][:]
                         out_of_domain = np.flatnonzero(excess > limits.max_extrapolation_excess)
                         energy = g["frames/energy"][:] / n
+                        conserved = g["frames/conserved_energy"][:] / n
+                        shortest = float(g["guards/min_distance"][:].min())
+                    # NVE drift: slope of the conserved energy per atom (least squares), meV/atom/ps
+                    drift = (float(1e3 * np.polyfit(t, conserved, 1)[0]) if ensemble == "nve" and len(t) > 2
+                             else None)
                     row = dict(n_atoms=n, temperature_K=temperature, ensemble=ensemble,
                                left_domain_ps=float(t[out_of_domain[0]]) if len(out_of_domain) else None,
                                collapse_ps=s["time_ps"] if s["status"] != "complete" else None,
                                ran_ps=s["time_ps"], reason=s["reason"],
                                energy_drop_mev_per_atom=float(1e3 * (energy[0] - energy.min())),
+                               nve_drift_mev_per_atom_ps=drift, min_distance_angstrom=shortest,
                                atom_steps_per_s=s["atom_steps_per_s"])
                     print(json.dumps(row), flush=True)
                     rows.append(row)
     print(f"\n| atoms | T (K) | ensemble | left the domain (ps) | collapsed (ps; cap {args.max_time:g}) | "
-          f"lowest E/N below start (meV/atom) |\n|---|---|---|---|---|---|")
+          f"lowest E/N below start (meV/atom) | shortest distance (Å) | NVE drift (meV/atom/ps) |\n"
+          "|---|---|---|---|---|---|---|---|")
     for r in rows:
         left = "never" if r["left_domain_ps"] is None else f"{r['left_domain_ps']:.2f}"
         collapse = "no" if r["collapse_ps"] is None else f"{r['collapse_ps']:.2f}"
         print(f"| {r['n_atoms']} | {r['temperature_K']:g} | {r['ensemble']} | {left} | {collapse} | "
-              f"{r['energy_drop_mev_per_atom']:.0f} |")
+              f"{r['energy_drop_mev_per_atom']:.0f} | {r['min_distance_angstrom']:.2f} | "
+              + ("-" if r["nve_drift_mev_per_atom_ps"] is None else f"{r['nve_drift_mev_per_atom_ps']:.3f}") + " |")
 
 
 def _frame_at(start, temperature: float) -> tuple[str | None, int]:

@@ -167,12 +167,15 @@ def check_interrupts(argv, output: Path, reference: Path, **compare):
     assert len(leftovers) == 1
     leftovers[0].unlink()
     _checkpoint_is_kept_and_named(argv, output)
-    # SIGINT mid-write: exit status 130, temporary removed, nothing under the final name
-    status, err = run_and_signal(argv, cwd, "write", signal.SIGINT, output)
-    assert status == 130, err
-    assert "Traceback" not in err
-    assert not output.exists() and temporaries(output) == []
-    _checkpoint_is_kept_and_named(argv, output)
+    # SIGINT (Ctrl-C) and SIGTERM (SLURM's time limit) mid-write: exit status 130 / 143,
+    # temporary and claim removed, nothing under the final name
+    for sig, code in ((signal.SIGINT, 130), (signal.SIGTERM, 143)):
+        status, err = run_and_signal(argv, cwd, "write", sig, output)
+        assert status == code, err
+        assert "Traceback" not in err and ("Terminated (SIGTERM)" in err) == (sig == signal.SIGTERM)
+        assert not output.exists() and temporaries(output) == []
+        assert not list(cwd.glob(f".{output.name}.lock"))
+        _checkpoint_is_kept_and_named(argv, output)
     # a previous good output survives both signals bit for bit (--overwrite run interrupted)
     main([*map(str, argv)])
     assert_same_content(output, reference, **compare)
@@ -330,5 +333,5 @@ def test_ctrl_c_gives_one_line_and_status_130(monkeypatch, capsys, tmp_path):
         main(["prepare", "--train-file", __file__ + "@300", "--format", "extxyz", "-o", str(tmp_path / "never.h5")])
     assert exc.value.code == 130
     err = capsys.readouterr().err
-    assert "Interrupted; no partial output was left under a final name." in err
+    assert "Interrupted; no partial output was left under a final name" in err
     assert "Traceback" not in err

@@ -129,3 +129,64 @@ def test_non_finite_weights_and_predictions_are_errors(files, tmp_path, capsys):
     first = int(np.flatnonzero(~np.isfinite(energies))[0])
     assert f"non-finite energy for frame {first} " in err and "train set" in err
     assert not (tmp_path / "p.h5").exists()
+
+
+def test_a_second_writer_of_the_same_output_is_refused_at_once(tmp_path, capsys):
+    """Two commands writing one file: the second is refused before any work (issue #15: two
+    ``hdnnp symmetry -o s.h5`` half a second apart both exited 0, the second replacing the
+    first). The claim is a flock, so it dies with its process: a killed holder blocks nothing."""
+    import subprocess
+    import sys
+    import time
+
+    from hdnnp.cli import main
+
+    out = tmp_path / "s.h5"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from hdnnp.h5io import claim_output; "
+         f"claim_output({str(out)!r}); print('claimed', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "claimed"
+        t0 = time.monotonic()
+        with pytest.raises(SystemExit) as exc:
+            main(["prepare", "--train-file", f"{tmp_path / 'missing.xyz'}@300", "-o", str(out)])
+        err = capsys.readouterr().err
+        assert exc.value.code == 2 and time.monotonic() - t0 < 10
+        # the claim is checked first or the missing input is: either way one line, nothing written
+        assert "Traceback" not in err and not out.exists()
+        from hdnnp.errors import HdnnpError
+        from hdnnp.h5io import check_can_write
+
+        with pytest.raises(HdnnpError, match=r"another hdnnp process is writing it now \(pid "):
+            check_can_write(out)
+    finally:
+        holder.kill()
+        holder.wait()
+    check_can_write(out)  # the holder died: its claim went with it
+    from hdnnp.h5io import release_output
+
+    release_output(out)
+    assert not list(tmp_path.glob(".s.h5.lock"))
+
+
+def test_an_unwritable_output_directory_is_refused_before_the_work(tmp_path, capsys):
+    """Training into a directory it cannot write used to run every epoch and then lose the
+    model to a PermissionError; the claim on the output fails first, with one line."""
+    import os
+
+    (tmp_path / "not_a_dir").write_text("")
+    targets = [tmp_path / "not_a_dir" / "model.h5"]  # a parent that is a file: unwritable for anyone
+    if os.geteuid() != 0:  # root writes into read-only directories anyway
+        (tmp_path / "ro").mkdir()
+        (tmp_path / "ro").chmod(0o555)
+        targets.append(tmp_path / "ro" / "model.h5")
+    try:
+        for target in targets:
+            with pytest.raises(SystemExit) as exc:
+                main(["train", str(tmp_path / "symmetry.h5"), "-o", str(target), "-q"])
+            err = capsys.readouterr().err
+            assert exc.value.code == 2 and f"{target}: cannot write in" in err, err
+    finally:
+        if (tmp_path / "ro").exists():
+            (tmp_path / "ro").chmod(0o755)

@@ -137,9 +137,11 @@ class State:
             its.append({"iteration": len(its), "done": []})
         return its[k]
 
-    def mark(self, k: int, phase: str, **results) -> None:
+    def mark(self, k: int, phase: str, wall_s: float = 0.0, **results) -> None:
+        """Record that ``phase`` of iteration ``k`` is done (with its results and wall time, s)."""
         it = self.iteration(k)
         it.update(results)
+        it.setdefault("wall_s", {})[phase] = it.get("wall_s", {}).get(phase, 0.0) + wall_s
         if phase not in it["done"]:
             it["done"].append(phase)
         self.save()
@@ -198,14 +200,16 @@ def learn(prepared, work_dir, settings: LearnSettings, model=None, add_labels=No
 
     # iteration 0: the first committee
     it0 = state.iteration(0)
+    clock = time.perf_counter
     if "train" not in it0["done"]:
+        t0 = clock()
         d0 = iteration_dir(work, 0)
         if model is not None:
             shutil.copyfile(model, d0 / "model.h5")
             results = _evaluate(d0 / "model.h5", prepared, d0, settings, quiet)
         else:
             results = _train(prepared, d0, settings, resume=resume, quiet=quiet, log=log)
-        state.mark(0, "train", **results)
+        state.mark(0, "train", wall_s=clock() - t0, **results)
         log(f"learn: iteration 0: {_errors_line(state.iteration(0))}")
 
     k = 1
@@ -215,8 +219,9 @@ def learn(prepared, work_dir, settings: LearnSettings, model=None, add_labels=No
         d = iteration_dir(work, k)
         model_k = work / f"iter{k - 1}" / "model.h5"
         if "explore" not in it["done"]:
+            t0 = clock()
             runs = [_explore(model_k, prepared, d, settings, t, k, resume, quiet, log) for t in settings.temperatures]
-            state.mark(k, "explore", md=runs)
+            state.mark(k, "explore", wall_s=clock() - t0, md=runs)
             log(f"learn: iteration {k}: " + "; ".join(f"{r['condition']} {r['time_ps']:.2f} ps "
                                                       f"{'stable' if r['stable'] else 'stopped: ' + r['reason']}"
                                                       for r in runs))
@@ -228,21 +233,24 @@ def learn(prepared, work_dir, settings: LearnSettings, model=None, add_labels=No
                                     f"{k - 1} does not yet run every condition stably")
             return _finish(state, model_k, t_start, log)
         if "select" not in it["done"]:
+            t0 = clock()
             threshold = (settings.spread_threshold if settings.spread_threshold > 0
                          else AUTO_SPREAD_FACTOR * prev.get("train_spread_p95", math.nan))
             chosen = _select(d, it["md"], settings, threshold, k)
-            state.mark(k, "select", spread_threshold=threshold, n_selected=len(chosen))
+            state.mark(k, "select", wall_s=clock() - t0, spread_threshold=threshold, n_selected=len(chosen))
             log(f"learn: iteration {k}: {len(chosen)} frames selected (force spread > {threshold:.3g} eV/Å or "
                 f"extrapolation > {settings.extrapolation_threshold:g})")
         if "label" not in it["done"]:
+            t0 = clock()
             n = _label(d, reference, add_labels, k, log)
-            state.mark(k, "label", n_labelled=n, reference=settings.reference)
+            state.mark(k, "label", wall_s=clock() - t0, n_labelled=n, reference=settings.reference)
             add_labels = None
         if "train" not in it["done"]:
+            t0 = clock()
             n_learned = _collect_learned(work, k)
             augmented = _augment(prepared, work / LEARNED_FILE, d / "prepared.h5")
             results = _train(augmented, d, settings, resume=resume, quiet=quiet, log=log)
-            state.mark(k, "train", n_learned=n_learned, **results)
+            state.mark(k, "train", wall_s=clock() - t0, n_learned=n_learned, **results)
             log(f"learn: iteration {k}: {n_learned} learned frames in all; {_errors_line(state.iteration(k))}")
             _figure(state)
         k += 1
