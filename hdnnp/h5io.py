@@ -82,6 +82,32 @@ def atomic_output(path, overwrite: bool = False) -> Iterator[Path]:
         release_output(path)
 
 
+def save_or_rescue(save, path, what: str = "the result") -> None:
+    """``save(path)``; if that fails with an OSError (disk full, directory gone or read-only at
+    the end of a long run), ``save`` into a rescue file in the temporary directory (``$TMPDIR``)
+    or the home directory and raise an :class:`HdnnpError` naming where ``what`` now is."""
+    import tempfile
+
+    path = Path(path)
+    try:
+        save(path)
+        return
+    except OSError as exc:
+        first = exc
+    tried = []
+    for directory in (Path(tempfile.gettempdir()), Path.home()):
+        rescue = directory / f"hdnnp-rescue-{os.getpid()}-{path.name[:100]}"
+        try:
+            save(rescue)
+        except (OSError, HdnnpError) as exc:
+            tried.append(f"{rescue}: {exc}")
+            continue
+        raise HdnnpError(f"{path}: could not be written ({first.strerror or first}); {what} was saved to {rescue} "
+                         "instead: move it where you want it") from None
+    raise HdnnpError(f"{path}: could not be written ({first.strerror or first}), nor a rescue copy "
+                     f"({'; '.join(tried)}); {what} is lost") from None
+
+
 # -- exclusive claims on outputs -----------------------------------------------------------------
 
 try:

@@ -190,3 +190,93 @@ def test_an_unwritable_output_directory_is_refused_before_the_work(tmp_path, cap
     finally:
         if (tmp_path / "ro").exists():
             (tmp_path / "ro").chmod(0o755)
+
+
+def test_a_failing_final_write_keeps_the_trained_model(tmp_path, capsys, monkeypatch):
+    """Disk full (or the directory gone) when training ends: the model goes to a rescue file,
+    named in one line, instead of being lost with a traceback."""
+    import errno
+    import tempfile
+
+    from hdnnp.model import Potential
+
+    d = lj_symmetry_files(tmp_path, lj_frames(np.random.default_rng(1), 10), 8, 6)
+    rescue_dir = tmp_path / "rescue"
+    rescue_dir.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(rescue_dir))
+    real_save = Potential.save
+
+    def full_disk(self, path, *args, **kwargs):
+        if path.name == "model.h5":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(Potential, "save", full_disk)
+    with pytest.raises(SystemExit) as exc:
+        main(["train", str(d / "symmetry.h5"), "-o", str(d / "model.h5"), "--preset", "fast", "--epochs", "2",
+              "--hidden", "3", "-q"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "No space left on device" in err and "the trained model was saved to" in err
+    (rescued,) = rescue_dir.glob("hdnnp-rescue-*-model.h5")
+    assert str(rescued) in err and Potential.load(rescued).architecture.hidden == (3,)
+    assert not (d / "model.h5").exists()
+
+
+@pytest.mark.parametrize("option,value,expected", [
+    ("--learning-rate", "nan", "--learning-rate: expected a step size > 0"),
+    ("--seed", "-1", "--seed: expected an integer in"),
+    ("--hidden", "100000", "--hidden: expected at most 16 layers"),
+    ("--force-weight", "inf", "--force-weight: expected a finite weight"),
+    ("--epochs", "-3", "--epochs: expected a number of epochs >= 0"),
+])
+def test_absurd_training_options_are_one_line(tmp_path, capsys, option, value, expected):
+    with pytest.raises(SystemExit) as exc:
+        main(["train", str(tmp_path / "symmetry.h5"), "-o", str(tmp_path / "m.h5"), option, value, "-q"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and expected in err and "Traceback" not in err
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.fixture
+def lj_symmetry(tmp_path):
+    return lj_symmetry_files(tmp_path, lj_frames(np.random.default_rng(3), 10), 8, 6) / "symmetry.h5"
+
+
+def _train_fails(symmetry, capsys, *extra):
+    out = symmetry.with_name("m.h5")
+    with pytest.raises(SystemExit) as exc:
+        main(["train", str(symmetry), "-o", str(out), "--preset", "fast", "--epochs", "3", "--hidden", "3", "-q",
+              *extra])
+    assert exc.value.code == 2 and not out.exists()
+    return capsys.readouterr().err
+
+
+def test_non_finite_descriptors_name_their_frame(lj_symmetry, capsys):
+    import h5py
+
+    with h5py.File(lj_symmetry, "r+") as h5:
+        g = h5["train/features/Ar"]
+        rows = g["frame_offset"][:]
+        values = g["values"][:]
+        values[rows[5] + 2, 1] = np.nan
+        g["values"][...] = values
+    err = _train_fails(lj_symmetry, capsys)
+    assert "non-finite descriptors, derivatives or reference values in training frame(s) 5 " in err
+
+
+def test_absurd_reference_energies_name_their_frame(lj_symmetry, capsys):
+    """An energy of -1e300 in one frame: every loss overflows; before, train wrote the initial
+    weights with exit 0."""
+    import h5py
+
+    with h5py.File(lj_symmetry, "r+") as h5:
+        energy = h5["train/frames/energy"][:]
+        energy[2] = -1e300
+        h5["train/frames/energy"][...] = energy
+    err = _train_fails(lj_symmetry, capsys, "--val-fraction", "0")
+    assert "which no physical data do; the farthest is training frame 2 (-1e+300 eV for 8 atoms)" in err
+
+
+def test_a_loss_never_finite_is_an_error_not_an_untrained_model(lj_symmetry, capsys):
+    err = _train_fails(lj_symmetry, capsys, "--optimizer", "adam", "--learning-rate", "1e300")
+    assert "training failed: the loss was not finite in any of its 3 epochs" in err

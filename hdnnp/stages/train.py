@@ -28,7 +28,8 @@ from hdnnp import nn
 from hdnnp.baseline import baseline_of_set
 from hdnnp.elements import symbol
 from hdnnp.errors import HdnnpError
-from hdnnp.h5io import atomic_output, check_can_write, check_feature_sets_match, open_stage_file, write_root_attrs
+from hdnnp.h5io import (atomic_output, check_can_write, check_feature_sets_match, open_stage_file, save_or_rescue,
+                        write_root_attrs)
 from hdnnp.model import Potential, model_path_for_checkpoint
 from hdnnp.training.loop import initial_parameters, train_networks
 from hdnnp.training.loss import ElementBlock, TrainingData, frame_ranges
@@ -282,6 +283,8 @@ def train(symmetry_path, output_path, options: TrainOptions, overwrite: bool = F
                     data.energy = data.energy - base_energy[idx]
                     if with_forces:
                         data.forces = data.forces - base_forces[frame_ranges(offset, idx)]
+    for data in (train_data, val_data):
+        _check_finite_data(data, symmetry_path)
     if device != "cpu":
         from hdnnp.kernels import get_backend
 
@@ -327,7 +330,8 @@ def train(symmetry_path, output_path, options: TrainOptions, overwrite: bool = F
                  n_train_frames=len(train_idx), n_validation_frames=len(val_idx), device=device)
     potential = Potential(feature_set, arch, result.theta, reference, training_record(result.log, attrs),
                           baseline=baseline)
-    potential.save(output_path, overwrite=overwrite, inputs=[symmetry_path])
+    save_or_rescue(lambda path: potential.save(path, overwrite=overwrite, inputs=[symmetry_path]), output_path,
+                   "the trained model")
     if checkpoint_path.exists():
         checkpoint_path.unlink()
     log = result.log
@@ -358,6 +362,32 @@ def make_baseline(options: TrainOptions, group, feature_set):
         if len(radii) != 2:
             raise HdnnpError(f"--baseline-radii: expected R_INNER:R_OUTER in Å, got '{options.baseline_radii}'")
     return fit_baseline(iter_frames(group), feature_set.elements, feature_set.cutoff, radii)
+
+
+def _check_finite_data(data, symmetry_path, most: int = 5) -> None:
+    """Refuse non-finite descriptors, derivatives or targets, naming the frames (indices of the
+    training set of symmetry.h5) responsible."""
+    if data is None:
+        return
+    bad = np.zeros(data.n_frames, bool)
+    bad |= ~np.isfinite(data.energy)
+    for blk in data.blocks.values():
+        rows = ~np.isfinite(blk.values).all(axis=1)
+        bad[blk.row_frame[rows]] = True
+        if blk.dvalues is not None and len(blk.dvalues):
+            pairs = ~np.isfinite(blk.dvalues).reshape(len(blk.dvalues), -1).all(axis=1)
+            if pairs.any():
+                bad[blk.row_frame[blk.pair_row[pairs]]] = True
+    if data.forces is not None:
+        atoms = ~np.isfinite(data.forces).all(axis=1)
+        if atoms.any():
+            bad[np.searchsorted(data.atom_offset, np.flatnonzero(atoms), side="right") - 1] = True
+    if bad.any():
+        frames = data.frame_index[np.flatnonzero(bad)] if data.frame_index is not None else np.flatnonzero(bad)
+        listed = ", ".join(map(str, frames[:most])) + (f" and {len(frames) - most} more" if len(frames) > most else "")
+        raise HdnnpError(f"{symmetry_path}: non-finite descriptors, derivatives or reference values in training "
+                         f"frame(s) {listed} (coincident atoms or absurd coordinates?); remove them and run "
+                         "hdnnp symmetry again")
 
 
 def _check_reference_forces(group, symmetry_path, chunk_atoms: int = 1 << 20) -> None:
@@ -432,7 +462,8 @@ def train_committee(symmetry_path, output_path, options: TrainOptions, n_members
                                                        for m in members], np.int64))
     committee = Potential(first.feature_set, first.architecture, first.theta, first.reference_energies, training,
                           members=np.stack([m.theta for m in members]), baseline=first.baseline)
-    committee.save(output_path, overwrite=overwrite, inputs=[symmetry_path])
+    save_or_rescue(lambda path: committee.save(path, overwrite=overwrite, inputs=[symmetry_path]), output_path,
+                   "the trained committee")
     for path in paths:
         path.unlink()
     summary = dict(summaries[0]) if not summaries[0].get("reused") else {}

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hdnnp import nn
+from hdnnp.errors import HdnnpError
 from hdnnp.progress import Progress
 from hdnnp.training import optimizers
 from hdnnp.training.loss import TrainingData, _np, element_reference_energies, evaluate
@@ -37,12 +38,25 @@ class TrainResult:
     state: dict = field(default_factory=dict)
 
 
+#: Spread of the reference energies per atom (eV/atom, after the element references) beyond
+#: which training refuses the data: 10⁴ eV/atom is beyond any chemistry (a units mix-up, or a
+#: broken frame such as an energy of -1e300).
+ABSURD_ENERGY_SPREAD = 1e4
+
+
 def data_statistics(data: TrainingData, reference: dict) -> tuple:
     """(sigma_E eV/atom, RMS reference force eV/Å): spread of E/N after the element references."""
     energy = _np(data.energy)
     counts = np.stack([np.diff(data.blocks[z].row_offset) for z in data.elements], axis=1)
     resid = (energy - counts @ np.array([reference[z] for z in data.elements])) / data.n_atoms
-    sigma_e = float(np.sqrt(np.mean(resid ** 2))) if len(resid) else 0.0
+    with np.errstate(over="ignore", invalid="ignore"):
+        sigma_e = float(np.sqrt(np.mean(resid ** 2))) if len(resid) else 0.0
+    if not np.isfinite(sigma_e) or sigma_e > ABSURD_ENERGY_SPREAD:
+        k = int(np.nanargmax(np.abs(resid - np.nanmedian(resid)))) if np.isfinite(resid).any() else 0
+        frame = int(data.frame_index[k]) if data.frame_index is not None else k
+        raise HdnnpError(f"the reference energies spread by {sigma_e:.3g} eV/atom around the element references, "
+                         f"which no physical data do; the farthest is training frame {frame} ({energy[k]:.6g} eV for "
+                         f"{int(data.n_atoms[k])} atoms): fix or remove it")
     sigma_f = 0.0
     if data.forces is not None:
         f = _np(data.forces)
@@ -145,6 +159,10 @@ def train_networks(arch: nn.Architecture, train: TrainingData, val: TrainingData
         elif counter["stop"] == "optimizer finished" and "stop_reason" in state:
             counter["stop"] = state.pop("stop_reason")
     progress.close(extra=f"best epoch {best['epoch']}, {counter['stop']}")
+    if best["epoch"] < 0 and log["epoch"]:
+        raise HdnnpError(f"training failed: the loss was not finite in any of its {len(log['epoch'])} epochs, so no "
+                         "weights were learned (the data are finite and the start was; look at --learning-rate, "
+                         "--force-weight and at absurd reference values); nothing was written")
     if best["epoch"] < 0:  # no epoch completed (e.g. zero iterations): keep the start
         best["theta"] = theta
     return TrainResult(theta=best["theta"], log={k: np.asarray(v) for k, v in log.items()},

@@ -127,4 +127,40 @@ def make_options(preset: str = "default", **overrides) -> TrainOptions:
         raise HdnnpError(f"--ekf-type must be one of {', '.join(EKF_TYPES)}, not '{opts.ekf_type}'")
     if any(h < 1 for h in opts.hidden):
         raise HdnnpError("hidden layer widths must be positive")
+    _check_ranges(opts)
     return opts
+
+
+#: Largest hidden layer width accepted (a 10⁴-wide layer already needs ~1 GB per EKF matrix row).
+MAX_HIDDEN_WIDTH = 4096
+
+
+def _check_ranges(opts: TrainOptions) -> None:
+    """One line naming the option for any value no training can use (NaN, negative, absurd)."""
+    import math
+
+    def finite(x):
+        return isinstance(x, (int, float)) and math.isfinite(x)
+
+    checks = [
+        ("--learning-rate", finite(opts.learning_rate) and opts.learning_rate > 0, "a step size > 0"),
+        ("--force-weight", finite(opts.force_weight), "a finite weight (negative: automatic)"),
+        ("--seed", isinstance(opts.seed, int) and 0 <= opts.seed < 2 ** 32 - 1000, "an integer in [0, 2³²)"),
+        ("--epochs", opts.epochs >= 0, "a number of epochs >= 0"),
+        ("--patience", opts.patience >= -1, "a number of epochs >= 0 (0: never stop early)"),
+        ("--checkpoint-every", opts.checkpoint_every >= 0, "a number of epochs >= 0"),
+        ("--max-evals", opts.max_evals >= 0, "a number of evaluations >= 0"),
+        ("--weight-bound", finite(opts.weight_bound) and opts.weight_bound >= 0, "a bound >= 0 (0: none)"),
+        ("--time-limit", finite(opts.time_limit) and opts.time_limit >= 0, "seconds >= 0 (0: none)"),
+        ("--max-memory", finite(opts.max_memory_mb) and opts.max_memory_mb > 0, "MiB > 0"),
+        ("--hidden", all(h <= MAX_HIDDEN_WIDTH for h in opts.hidden) and len(opts.hidden) <= 16,
+         f"at most 16 layers of at most {MAX_HIDDEN_WIDTH} neurons"),
+    ]
+    for option, ok, expected in checks:
+        if not ok:
+            value = {"--learning-rate": opts.learning_rate, "--force-weight": opts.force_weight,
+                     "--seed": opts.seed, "--epochs": opts.epochs, "--patience": opts.patience,
+                     "--checkpoint-every": opts.checkpoint_every, "--max-evals": opts.max_evals,
+                     "--weight-bound": opts.weight_bound, "--time-limit": opts.time_limit,
+                     "--max-memory": opts.max_memory_mb, "--hidden": ",".join(map(str, opts.hidden))}[option]
+            raise HdnnpError(f"{option}: expected {expected}, got {value}")
