@@ -240,9 +240,57 @@ def open_hdf5(path, expected: str = "an HDF5 file") -> h5py.File:
     if path.is_dir():
         raise HdnnpError(f"{path}: is a directory, expected {expected}")
     try:
-        return h5py.File(path, "r")
+        h5 = h5py.File(path, "r")
     except OSError as exc:
         raise HdnnpError(f"{path}: not a readable HDF5 file ({exc})") from None
+    try:
+        check_self_contained(h5, path)
+    except BaseException:
+        h5.close()
+        raise
+    return h5
+
+
+#: Bounds of the walk over an input file's objects (a crafted file may hard-link groups in cycles).
+_MAX_OBJECTS, _MAX_DEPTH = 200_000, 32
+
+
+def check_self_contained(h5: h5py.File, path) -> None:
+    """Refuse HDF5 features that make a file read *other* files: external links, soft links,
+    virtual datasets and datasets with external raw storage. hdnnp writes none of them; a
+    crafted input using them could make a stage read any file the user can read and copy it
+    into its outputs. Every object reachable from the root is checked (bounded walk)."""
+    count = 0
+
+    def refuse(name, what):
+        raise HdnnpError(f"{path}: {name} is {what}; hdnnp reads only self-contained HDF5 files (plain groups "
+                         "and datasets), so this file is refused")
+
+    def walk(group, prefix, depth):
+        nonlocal count
+        if depth > _MAX_DEPTH:
+            refuse(prefix, f"nested deeper than {_MAX_DEPTH} groups")
+        for key in group:
+            count += 1
+            if count > _MAX_OBJECTS:
+                refuse(prefix, f"one of more than {_MAX_OBJECTS} objects")
+            name = f"{prefix}/{key}"
+            link = group.get(key, getlink=True)
+            if isinstance(link, h5py.ExternalLink):
+                refuse(name, f"an external link to {link.filename}:{link.path}")
+            if isinstance(link, h5py.SoftLink):
+                refuse(name, f"a soft link to {link.path}")
+            obj = group[key]
+            if isinstance(obj, h5py.Group):
+                walk(obj, name, depth + 1)
+            elif isinstance(obj, h5py.Dataset):
+                plist = obj.id.get_create_plist()
+                if plist.get_layout() == h5py.h5d.VIRTUAL:
+                    refuse(name, "a virtual dataset (its data live in other files)")
+                if plist.get_external_count() > 0:
+                    refuse(name, "a dataset stored in external raw files")
+
+    walk(h5, "", 0)
 
 
 def open_stage_file(path, stages) -> h5py.File:

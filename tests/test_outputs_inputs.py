@@ -280,3 +280,36 @@ def test_absurd_reference_energies_name_their_frame(lj_symmetry, capsys):
 def test_a_loss_never_finite_is_an_error_not_an_untrained_model(lj_symmetry, capsys):
     err = _train_fails(lj_symmetry, capsys, "--optimizer", "adam", "--learning-rate", "1e300")
     assert "training failed: the loss was not finite in any of its 3 epochs" in err
+
+
+@pytest.mark.parametrize("feature", ["external link", "soft link", "virtual dataset", "external storage"])
+def test_hdf5_inputs_that_reference_other_files_are_refused(tmp_path, capsys, feature):
+    """A crafted prepared.h5 must not make hdnnp read another file (issue #15, security): only
+    self-contained groups and datasets are read."""
+    import h5py
+
+    from _nn_fixtures import write_prepared
+
+    secret = tmp_path / "secret.txt"
+    secret.write_bytes(b"private key material".ljust(64, b"."))
+    other = tmp_path / "other.h5"
+    with h5py.File(other, "w") as h5:
+        h5["data"] = np.arange(10.0)
+    crafted = write_prepared(tmp_path / "prepared.h5", lj_frames(np.random.default_rng(0), 3), [])
+    with h5py.File(crafted, "r+") as h5:
+        g = h5["train/frames"]
+        if feature == "external link":
+            g["extra"] = h5py.ExternalLink(str(other), "/data")
+        elif feature == "soft link":
+            g["extra"] = h5py.SoftLink("/train/frames/energy")
+        elif feature == "virtual dataset":
+            layout = h5py.VirtualLayout(shape=(10,), dtype="f8")
+            layout[:] = h5py.VirtualSource(str(other), "data", shape=(10,))
+            g.create_virtual_dataset("extra", layout)
+        else:
+            g.create_dataset("extra", shape=(8,), dtype="f8", external=[(str(secret), 0, 64)])
+    with pytest.raises(SystemExit) as exc:
+        main(["symmetry", str(crafted), "-o", str(tmp_path / "symmetry.h5")])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "/train/frames/extra is" in err and "self-contained" in err
+    assert not (tmp_path / "symmetry.h5").exists()
