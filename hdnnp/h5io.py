@@ -316,10 +316,72 @@ def open_stage_file(path, stages) -> h5py.File:
         stage = stage.decode() if isinstance(stage, bytes) else str(stage)
         if stage not in stages:
             raise HdnnpError(f"{path}: written by stage '{stage}', expected output of {' or '.join(repr(s) for s in stages)}")
+        for name in h5:
+            if isinstance(h5[name], h5py.Group) and "frames/atom_offset" in h5[name]:
+                validate_frame_set(h5[name], path)
     except BaseException:
         h5.close()
         raise
     return h5
+
+
+def _offsets_ok(offset: np.ndarray, total: int) -> bool:
+    return (offset.ndim == 1 and len(offset) >= 1 and offset[0] == 0 and offset[-1] == total
+            and bool(np.all(np.diff(offset) >= 0)))
+
+
+def validate_frame_set(group: h5py.Group, path) -> None:
+    """Check the structural invariants of a frame set (layout in the module docstring) and of
+    the per-element feature blocks of symmetry.h5, naming the file and dataset that breaks one:
+    offsets start at 0, never decrease and end at the length of what they index; every per-frame
+    dataset has one row per frame and every per-atom dataset one row per atom, of the right
+    shape; source indices point into ``sources``. Reads only offsets and shapes."""
+    where = f"{path}: {group.name}"
+
+    def bad(name, what):
+        raise HdnnpError(f"{where}/{name}: {what} (a damaged or hand-edited file; make it again with the stage "
+                         "that wrote it)")
+
+    offset = group["frames/atom_offset"][:]
+    if not np.issubdtype(offset.dtype, np.integer):
+        bad("frames/atom_offset", f"expected integers, found {offset.dtype}")
+    n_frames = len(offset) - 1
+    if "atoms/positions" not in group or "atoms/species" not in group:
+        bad("atoms", "positions or species missing")
+    n_atoms = group["atoms/positions"].shape[0]
+    if not _offsets_ok(offset, n_atoms):
+        bad("frames/atom_offset", f"must start at 0, never decrease and end at the {n_atoms} atoms of "
+                                  f"atoms/positions (found {offset[:1].tolist()} ... {offset[-1:].tolist()})")
+    shapes = {"frames/energy": (n_frames,), "frames/cell": (n_frames, 3, 3), "frames/pbc": (n_frames, 3),
+              "frames/temperature": (n_frames,), "frames/step": (n_frames,), "frames/source": (n_frames,),
+              "atoms/positions": (n_atoms, 3), "atoms/species": (n_atoms,), "atoms/forces": (n_atoms, 3)}
+    for name, shape in shapes.items():
+        if name in group and group[name].shape != shape:
+            bad(name, f"shape {group[name].shape}, expected {shape} ({n_frames} frames, {n_atoms} atoms)")
+    if "frames/source" in group and "sources" in group and n_frames:
+        src = group["frames/source"][:]
+        if src.min() < 0 or src.max() >= len(group["sources"]):
+            bad("frames/source", f"indices must lie in [0, {len(group['sources'])}) (the entries of sources)")
+    if "features" in group:
+        for sym in group["features"]:
+            g = group["features"][sym]
+            if "frame_offset" not in g or "values" not in g:
+                continue
+            rows = g["frame_offset"][:]
+            if len(rows) != n_frames + 1 or not _offsets_ok(rows, g["values"].shape[0]):
+                bad(f"features/{sym}/frame_offset", f"expected {n_frames + 1} offsets from 0 to the "
+                                                     f"{g['values'].shape[0]} rows of values")
+            if "atom_index" in g and g["atom_index"].shape != (g["values"].shape[0],):
+                bad(f"features/{sym}/atom_index", "expected one entry per row of values")
+            if "dG" in g:
+                pairs = g["dG/frame_offset"][:]
+                n_pairs = g["dG/values"].shape[0]
+                if len(pairs) != n_frames + 1 or not _offsets_ok(pairs, n_pairs):
+                    bad(f"features/{sym}/dG/frame_offset", f"expected {n_frames + 1} offsets from 0 to the "
+                                                           f"{n_pairs} derivative pairs")
+                for name in ("center", "atom"):
+                    if g[f"dG/{name}"].shape != (n_pairs,):
+                        bad(f"features/{sym}/dG/{name}", "expected one entry per derivative pair")
 
 
 class FrameSetWriter:

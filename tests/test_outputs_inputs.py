@@ -313,3 +313,90 @@ def test_hdf5_inputs_that_reference_other_files_are_refused(tmp_path, capsys, fe
     err = capsys.readouterr().err
     assert exc.value.code == 2 and "/train/frames/extra is" in err and "self-contained" in err
     assert not (tmp_path / "symmetry.h5").exists()
+
+
+def test_report_refuses_predictions_of_another_model(lj_symmetry, capsys):
+    d = lj_symmetry.parent
+    for seed in ("1", "2"):
+        main(["train", str(lj_symmetry), "-o", str(d / f"m{seed}.h5"), "--preset", "fast", "--epochs", "2",
+              "--hidden", "3", "--seed", seed, "-q"])
+    main(["predict", str(lj_symmetry), "--model", str(d / "m1.h5"), "-o", str(d / "p1.h5"), "-q"])
+    main(["report", "--model", str(d / "m1.h5"), "--predictions", str(d / "p1.h5"), "--out-dir", str(d / "ok")])
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        main(["report", "--model", str(d / "m2.h5"), "--predictions", str(d / "p1.h5"), "--out-dir", str(d / "mixed")])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "was made with another model" in err and "m1.h5" in err
+    assert not (d / "mixed").exists()
+
+
+def test_a_checkpoint_resumes_only_under_its_own_options(lj_symmetry, capsys, monkeypatch):
+    """An Adam checkpoint resumed under --optimizer ekf used to continue and record 'ekf'."""
+    import hdnnp.stages.train as train_stage
+
+    d = lj_symmetry.parent
+    common = ["--epochs", "4", "--hidden", "3", "--checkpoint-every", "1", "-q"]
+    real = train_stage.train_networks
+
+    def killed_after_first_checkpoint(*args, checkpoint=None, **kwargs):
+        def hook(state):
+            checkpoint(state)
+            raise KeyboardInterrupt
+
+        return real(*args, checkpoint=hook, **kwargs)
+
+    monkeypatch.setattr(train_stage, "train_networks", killed_after_first_checkpoint)
+    with pytest.raises(SystemExit):
+        main(["train", str(lj_symmetry), "-o", str(d / "m.h5"), "--optimizer", "adam", *common])
+    monkeypatch.setattr(train_stage, "train_networks", real)
+    assert (d / "m.h5.checkpoint").exists()
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        main(["train", str(lj_symmetry), "-o", str(d / "m.h5"), "--optimizer", "ekf", "--resume", *common])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "optimizer 'adam' (now 'ekf')" in err
+    # the same options (a longer run allowed) resume
+    main(["train", str(lj_symmetry), "-o", str(d / "m.h5"), "--optimizer", "adam", "--resume", *common[:-1],
+          "--epochs", "5", "-q"])
+    assert (d / "m.h5").exists() and not (d / "m.h5.checkpoint").exists()
+
+
+@pytest.mark.parametrize("damage,dataset", [
+    ("short_offset", "frames/atom_offset"),
+    ("energy_length", "frames/energy"),
+    ("source_index", "frames/source"),
+    ("feature_offset", "features/Ar/frame_offset"),
+])
+def test_damaged_frame_sets_are_named(lj_symmetry, capsys, damage, dataset):
+    """A shortened atom_offset used to drop frames silently; every stage now checks the layout
+    invariants of the frame sets it reads and names the dataset."""
+    import h5py
+
+    model = lj_symmetry.with_name("good.h5")
+    main(["train", str(lj_symmetry), "-o", str(model), "--preset", "fast", "--epochs", "1", "--hidden", "3", "-q"])
+    with h5py.File(lj_symmetry, "r+") as h5:
+        g = h5["train"]
+        if damage == "short_offset":
+            off = g["frames/atom_offset"][:-2]
+            del g["frames/atom_offset"]
+            g["frames/atom_offset"] = off
+        elif damage == "energy_length":
+            e = g["frames/energy"][:-1]
+            del g["frames/energy"]
+            g["frames/energy"] = e
+        elif damage == "source_index":
+            s = g["frames/source"][:]
+            s[0] = 99
+            g["frames/source"][...] = s
+        else:
+            off = g["features/Ar/frame_offset"][:]
+            off[3] = off[4] + 1
+            g["features/Ar/frame_offset"][...] = off
+    for argv in (["train", str(lj_symmetry), "-o", str(lj_symmetry.with_name("m.h5"))],
+                 ["predict", str(lj_symmetry), "--model", str(model), "-o", str(lj_symmetry.with_name("p.h5"))],
+                 ["md", "--start", str(lj_symmetry), "--start-set", "train", "--model", str(model),
+                  "--temperature", "100", "-o", str(lj_symmetry.with_name("md.h5"))]):
+        with pytest.raises(SystemExit) as exc:
+            main([*argv, "-q"])
+        err = capsys.readouterr().err
+        assert exc.value.code == 2 and f"/train/{dataset}:" in err, err

@@ -221,7 +221,7 @@ def test_resume_rejects_checkpoint_of_other_architecture(files, capsys, monkeypa
                                "--checkpoint-every", "1", "-q", "-o", out], capsys)
     assert status == 130 and checkpoint.exists() and not out.exists()
     expect_error(["train", files["symmetry_Te"], "--hidden", "4", "--epochs", "2", "--resume",
-                  "-q", "-o", out], capsys, "checkpoint has 25 weights, the architecture 33")
+                  "-q", "-o", out], capsys, r"other options: hidden \[3\] \(now \[4\]\)")
     assert not out.exists()
 
 

@@ -48,7 +48,8 @@ PHASES = ("explore", "select", "label", "train")
 #: Exit status of ``hdnnp learn --reference external`` when it waits for labels.
 EXIT_NEEDS_LABELS = 4
 #: ``--spread-threshold auto``: this multiple of the 95th percentile of the per-frame force
-#: spread over the training frames of the current committee.
+#: spread of the current committee over the original training frames (not the learned ones:
+#: those are hard by construction, and counting them would raise the bar every iteration).
 AUTO_SPREAD_FACTOR = 2.0
 
 
@@ -68,7 +69,7 @@ class LearnSettings:
     supercell: list = field(default_factory=lambda: [1, 1, 1])
     iterations: int = 5
     max_frames: int = 20
-    spread_threshold: float = -1.0  # eV/Å; < 0: auto (AUTO_SPREAD_FACTOR x p95 on the training frames)
+    spread_threshold: float = -1.0  # eV/Å; < 0: auto (AUTO_SPREAD_FACTOR x p95 on the original training frames)
     spread_max: float = math.inf  # eV/Å: frames beyond are not labelled, and MD stops there
     extrapolation_threshold: float = 0.05  # excess max|x'| - 1 that makes a frame a candidate
     min_separation_ps: float = 0.1
@@ -533,8 +534,20 @@ def _train(prepared: Path, d: Path, settings: LearnSettings, resume: bool, quiet
     return _evaluate(d / "model.h5", d / "symmetry.h5", d, settings, quiet)
 
 
+def _n_original_frames(path: Path) -> int:
+    """Training frames of a prepared/symmetry file that are not learned ones (they come first)."""
+    import h5py
+
+    with h5py.File(path, "r") as h5:
+        g = h5["train"]
+        sources = [s.decode() if isinstance(s, bytes) else str(s) for s in g["sources"][:]]
+        learned = np.array([s.startswith("learned:") for s in sources], bool)
+        src = g["frames/source"][:]
+        return int(np.count_nonzero(~learned[src])) if len(src) else 0
+
+
 def _evaluate(model: Path, data: Path, d: Path, settings: LearnSettings, quiet: bool) -> dict:
-    """Held-out errors (the predict set) and the force spread on the training frames."""
+    """Held-out errors (the predict set) and the force spread on the original training frames."""
     import h5py
 
     from hdnnp.stages.predict import predict
@@ -550,7 +563,7 @@ def _evaluate(model: Path, data: Path, d: Path, settings: LearnSettings, quiet: 
     p95 = math.nan
     if spread is not None and len(spread):
         per_frame = np.maximum.reduceat(spread.max(axis=1), offset[:-1])
-        p95 = float(np.percentile(per_frame, 95))
+        p95 = float(np.percentile(per_frame[:max(_n_original_frames(data), 1)], 95))
     held = summary.get("predict", {})
     return dict(heldout_energy_rmse=held.get("energy_rmse_mev_per_atom", math.nan),
                 heldout_force_rmse=held.get("force_rmse_mev_per_angstrom", math.nan),

@@ -158,6 +158,26 @@ def _check_inputs(model_path, predictions_path, symmetry_path) -> None:
                         (symmetry_path, "symmetry")):
         if path is not None:
             open_stage_file(path, stage).close()
+    if model_path is not None and predictions_path is not None:
+        check_made_with(predictions_path, model_path)
+
+
+def check_made_with(predictions_path, model_path) -> None:
+    """Refuse to mix two runs: predictions.h5 records the SHA-256 of the model it was made with
+    (its first input); ``model_path`` must be that model (the same bytes)."""
+    import json
+
+    from hdnnp.h5io import sha256_of
+
+    with open_stage_file(predictions_path, "predict") as h5:
+        try:
+            recorded = json.loads(h5.attrs.get("inputs", "[]"))[0]
+        except (ValueError, IndexError, TypeError):
+            return  # written without provenance (by hand): nothing to compare
+    if recorded.get("sha256") and recorded["sha256"] != sha256_of(model_path):
+        raise HdnnpError(f"{predictions_path} was made with another model ({recorded.get('path')}, sha256 "
+                         f"{recorded['sha256'][:12]}…), not {model_path}; report a model with its own predictions "
+                         "(hdnnp predict --model ... first)")
 
 
 def check_figure_outputs(out_dir, json_path, figure_names, overwrite: bool, inputs=()):

@@ -225,6 +225,23 @@ def _write_checkpoint(path: Path, potential: Potential, state: dict, options: Tr
                     ck.create_dataset(key, data=np.asarray(value))
 
 
+#: Options a resumed training may change (how long and how it stops or saves); any other
+#: difference would continue one run under another's settings.
+RESUME_MAY_CHANGE = ("epochs", "patience", "time_limit", "checkpoint_every", "max_memory_mb")
+
+
+def _check_resume_options(path: Path, options: TrainOptions) -> None:
+    with open_stage_file(path, "train-checkpoint") as h5:
+        stored = json.loads(h5["checkpoint"].attrs.get("options", "{}"))
+    now = json.loads(json.dumps(options.as_attrs()))
+    changed = sorted(k for k in stored if k not in RESUME_MAY_CHANGE and k in now and stored[k] != now[k])
+    if changed:
+        listed = ", ".join(f"{k} {stored[k]!r} (now {now[k]!r})" for k in changed)
+        raise HdnnpError(f"{path}: this checkpoint was written with other options: {listed}; resume with the "
+                         "options it was started with (only " + ", ".join(RESUME_MAY_CHANGE) + " may change), "
+                         "or pass --overwrite to start again")
+
+
 def _read_checkpoint(path: Path) -> dict:
     with open_stage_file(path, "train-checkpoint") as h5:
         ck = h5["checkpoint"]
@@ -302,6 +319,7 @@ def train(symmetry_path, output_path, options: TrainOptions, overwrite: bool = F
         if not checkpoint_path.exists():
             raise HdnnpError(f"--resume: no checkpoint {checkpoint_path}")
         resume_state = _read_checkpoint(checkpoint_path)
+        _check_resume_options(checkpoint_path, options)
         with open_stage_file(checkpoint_path, "train-checkpoint") as h5:
             check_feature_sets_match(feature_set, FeatureSet.from_h5(h5["feature_set"]),
                                      str(symmetry_path), f"the checkpoint {checkpoint_path}")
