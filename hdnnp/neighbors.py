@@ -19,6 +19,14 @@ from scipy.spatial import cKDTree
 from hdnnp.errors import HdnnpError
 
 
+#: Bound on periodic images x atoms generated for one frame (~1 GB of temporaries); beyond it
+#: the cell is absurdly small for the cutoff.
+MAX_IMAGE_ATOMS = 20_000_000
+#: Fractional coordinates beyond this many cells from the cell: wrapping them would lose the
+#: precision that neighbour distances need (1e4 cells of 10 Å keep ~1e-11 Å).
+MAX_CELLS_AWAY = 1.0e4
+
+
 @dataclass
 class NeighborList:
     """Full (both directions) list of neighbour entries, sorted by central atom ``i``.
@@ -76,6 +84,14 @@ def neighbor_list(positions, cell, pbc, cutoff: float) -> NeighborList:
         spacing = plane_spacings(cell)
         reach = np.where(pbc, cutoff / spacing, 0.0)  # fractional skin width per direction
         n_images = np.ceil(reach).astype(np.int64)
+        n_cells = int(np.prod(2 * n_images + 1))
+        if n_cells * n_atoms > MAX_IMAGE_ATOMS:
+            raise HdnnpError(f"the cell (plane spacings {', '.join(f'{d:.3g}' for d in spacing)} Å) is far too "
+                             f"small for the cutoff {cutoff:g} Å: {n_cells} periodic images of {n_atoms} atoms; "
+                             "are the lengths in the wrong unit?")
+        away = np.abs(np.where(pbc, frac, 0.0)).max()
+        if away > MAX_CELLS_AWAY:
+            raise HdnnpError(f"an atom lies {away:.3g} cell lengths outside the cell: broken coordinates")
         ranges = [np.arange(-n, n + 1) for n in n_images]
         shifts = np.stack(np.meshgrid(*ranges, indexing="ij"), axis=-1).reshape(-1, 3)
         # images of every atom whose fractional coordinates lie within the skin of the cell

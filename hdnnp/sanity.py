@@ -30,6 +30,50 @@ DEFAULT_ENERGY_JUMP_FACTOR = 20.0
 DEFAULT_ENERGY_SIGN_TOLERANCE_EV = 1e-6
 
 
+# --- geometry that no physical frame has (errors, not warnings) -------------------------------
+
+#: Number density (atoms/Å³) beyond which a frame is refused: diamond has 0.18, the densest
+#: elements about 0.2; 1.0 means lengths in the wrong unit or a broken cell.
+MAX_NUMBER_DENSITY = 1.0
+#: Atoms closer than this (Å) are coincident: a broken frame (the H2 bond is 0.74 Å).
+COINCIDENT_ANGSTROM = 0.1
+#: Atoms more than this many cell lengths outside the cell: broken coordinates (wrapping them
+#: loses the precision their neighbours need).
+MAX_CELLS_AWAY = 1.0e4
+
+
+def geometry_error(positions, cell, pbc) -> str | None:
+    """Why a frame cannot be physical (absurd density, coordinates far outside the periodic
+    cell, coincident atoms), or None. The density is checked first, so the pair search that
+    follows is bounded."""
+    positions = np.asarray(positions, float)
+    cell = np.asarray(cell, float).reshape(3, 3)
+    pbc = np.broadcast_to(np.asarray(pbc, bool), (3,))
+    n = len(positions)
+    if n == 0:
+        return None
+    if not np.all(np.isfinite(positions)) or not np.all(np.isfinite(cell)):
+        return "non-finite coordinates or cell"
+    if pbc.any():
+        volume = abs(np.linalg.det(cell))
+        if volume < 1e-12:
+            return "a periodic cell of zero volume"
+        if pbc.all() and n / volume > MAX_NUMBER_DENSITY:
+            return (f"{n / volume:.3g} atoms/Å³ ({n} atoms in {volume:.3g} Å³), more than {MAX_NUMBER_DENSITY:g}; "
+                    "are the lengths in the wrong unit or the cell broken?")
+        frac = np.linalg.solve(cell.T, positions.T).T
+        away = np.abs(np.where(pbc, frac, 0.0)).max()
+        if away > MAX_CELLS_AWAY:
+            k = int(np.argmax(np.abs(np.where(pbc, frac, 0.0)).max(axis=1)))
+            return f"atom {k} lies {away:.3g} cell lengths outside the cell"
+    contacts = close_contacts(positions, cell, pbc, COINCIDENT_ANGSTROM)
+    if contacts:
+        c = contacts[0]
+        return (f"atoms {c.i} and {c.j} are {c.distance_angstrom:.3g} Å apart (coincident; "
+                f"{len(contacts)} such pairs)")
+    return None
+
+
 # --- close contacts --------------------------------------------------------------------------
 
 @dataclass(frozen=True)

@@ -400,3 +400,52 @@ def test_damaged_frame_sets_are_named(lj_symmetry, capsys, damage, dataset):
             main([*argv, "-q"])
         err = capsys.readouterr().err
         assert exc.value.code == 2 and f"/train/{dataset}:" in err, err
+
+
+def _extxyz(path, positions, cell, pbc=True):
+    from ase import Atoms
+    from ase.calculators.singlepoint import SinglePointCalculator
+    from ase.io import write
+
+    a = Atoms(f"Ar{len(positions)}", positions=positions, cell=cell, pbc=pbc)
+    a.calc = SinglePointCalculator(a, energy=-1.0, forces=np.ones((len(a), 3)))
+    write(path, [a, a])
+    return path
+
+
+@pytest.mark.parametrize("case,message", [
+    ("tiny_cell", "atoms/Å³ (8 atoms in"),
+    ("far_atom", "atom 0 lies 1e+11 cell lengths outside the cell"),
+    ("coincident", "atoms 0 and 1 are 0.01 Å apart (coincident"),
+])
+def test_prepare_refuses_geometry_no_physical_frame_has(tmp_path, capsys, case, message):
+    """A 0.05 Å cell took the machine down (GBs in the close-contact check and in symmetry), an
+    atom 1e12 Å away lost its neighbours silently, coincident atoms trained an untrained model."""
+    rng = np.random.default_rng(0)
+    positions = rng.uniform(0, 10, (8, 3))
+    cell = [10.0] * 3
+    if case == "tiny_cell":
+        positions, cell = positions * 0.005, [0.05] * 3
+    elif case == "far_atom":
+        positions[0] = [1e12, 0, 0]
+    else:
+        positions[1] = positions[0] + [0.01, 0, 0]
+    src = _extxyz(tmp_path / "in.extxyz", positions, cell)
+    with pytest.raises(SystemExit) as exc:
+        main(["prepare", "--train-file", f"{src}@300", "-o", str(tmp_path / "p.h5")])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "in.extxyz: structure/step 0: " in err and message in err, err
+    assert not (tmp_path / "p.h5").exists()
+
+
+def test_the_neighbour_list_bounds_its_work():
+    from hdnnp.errors import HdnnpError
+    from hdnnp.neighbors import neighbor_list
+
+    pos = np.random.default_rng(1).uniform(0, 0.05, (8, 3))
+    with pytest.raises(HdnnpError, match="far too small for the cutoff 6 Å"):
+        neighbor_list(pos, np.eye(3) * 0.05, True, 6.0)
+    pos = np.random.default_rng(1).uniform(0, 10, (8, 3))
+    pos[2] = [3e11, 1, 1]
+    with pytest.raises(HdnnpError, match="cell lengths outside the cell"):
+        neighbor_list(pos, np.eye(3) * 10, True, 6.0)

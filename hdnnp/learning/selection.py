@@ -7,10 +7,15 @@ the training range [-1, 1]. Candidates with σ_F above ``spread_max`` (if set) a
 networks are so far off there that the configuration is unphysical (DP-GEN's trust_hi). Its score
 is max(σ_F / spread_threshold, excess / extrapolation_threshold).
 
-From all trajectories of one iteration at most ``max_frames`` are taken, highest score first,
-each at least ``min_separation_ps`` from any frame already taken from the same trajectory (MD
-frames a few steps apart are near-copies: one label teaches as much as several). A run that a
-guard stopped without any candidate gives its last stored frame, the one nearest the failure.
+From all trajectories of one iteration at most ``max_frames`` are taken: the earliest
+candidates of each trajectory first, one trajectory after the other in turn (round robin), each
+at least ``min_separation_ps`` from any frame already taken from the same trajectory (MD frames
+a few steps apart are near-copies: one label teaches as much as several). The earliest
+candidates are where the run first left what the committee knows (the frontier); once they are
+learned the next exploration goes further, while the frames after them are often consequences
+of the first error (DP-GEN and Schran et al. pick candidates without regard to how extreme they
+are, for the same reason). A run that a guard stopped without any candidate gives its last stored
+frame, the one nearest the failure.
 """
 
 from __future__ import annotations
@@ -51,13 +56,21 @@ def trajectory_candidates(condition: str, time_ps, force_spread, extrapolation_e
 
 
 def select(candidates: list[Candidate], max_frames: int, min_separation_ps: float) -> list[Candidate]:
-    """At most ``max_frames`` candidates, highest score first, no two of one trajectory closer
-    in time than ``min_separation_ps``; returned in (condition, time) order."""
+    """At most ``max_frames`` candidates, earliest first in each trajectory, trajectories in
+    turn, no two of one trajectory closer in time than ``min_separation_ps``; returned in
+    (condition, time) order."""
+    queues: dict[str, list[Candidate]] = {}
+    for c in sorted(candidates, key=lambda c: (c.condition, c.time_ps, c.frame)):
+        queues.setdefault(c.condition, []).append(c)
     chosen: list[Candidate] = []
-    for c in sorted(candidates, key=lambda c: (-c.score, c.condition, c.frame)):
-        if len(chosen) >= max_frames:
-            break
-        if any(o.condition == c.condition and abs(o.time_ps - c.time_ps) < min_separation_ps for o in chosen):
-            continue
-        chosen.append(c)
+    last: dict[str, float] = {}
+    while len(chosen) < max_frames and any(queues.values()):
+        for condition in sorted(queues):
+            queue = queues[condition]
+            while queue and condition in last and queue[0].time_ps - last[condition] < min_separation_ps:
+                queue.pop(0)
+            if queue and len(chosen) < max_frames:
+                c = queue.pop(0)
+                chosen.append(c)
+                last[condition] = c.time_ps
     return sorted(chosen, key=lambda c: (c.condition, c.time_ps))

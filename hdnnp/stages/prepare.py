@@ -249,3 +249,8 @@ def _check_frame(frame: Frame, set_name: str, with_forces: bool) -> None:
                              f"{set_name} set have (a set holds forces for all frames or none)")
     if set_name == "train" and math.isnan(frame.energy):
         raise InputFileError(frame.source, f"{where} has no energy; training frames need one")
+    from hdnnp.sanity import geometry_error
+
+    problem = geometry_error(frame.positions, frame.cell, frame.pbc)
+    if problem:
+        raise InputFileError(frame.source, f"{where}: {problem}")

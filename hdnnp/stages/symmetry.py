@@ -69,6 +69,14 @@ def _append(ds, values):
     ds[n:] = values
 
 
+def _raw_of(frame, fs, device, where: str):
+    """Raw candidate values of one frame; a frame no neighbour list can handle is named."""
+    try:
+        return compute_raw(frame.positions, frame.cell, frame.pbc, frame.species, fs, device=device)
+    except HdnnpError as exc:
+        raise HdnnpError(f"{where}: {exc}") from None
+
+
 def symmetry(prepared_path, output_path, n_features: int = DEFAULT_N_FEATURES, device: str = "auto",
              selection: str = "cur", features=None, cutoff: float = DEFAULT_CUTOFF_ANGSTROM,
              chunk_frames: int = 32, derivatives: str = "auto", fit_atoms: int = 20000,
@@ -121,8 +129,8 @@ def symmetry(prepared_path, output_path, n_features: int = DEFAULT_N_FEATURES, d
                                                chunks=(min(n_atoms, 4096), fs.n_candidates) if n_atoms else None)
                 for first, chunk in iter_frame_chunks(src[s], chunk_frames):
                     a_base = int(src[s]["frames/atom_offset"][first])
-                    raw = np.concatenate([compute_raw(f.positions, f.cell, f.pbc, f.species, fs, device=device)
-                                          for f in (chunk.frame(k) for k in range(len(chunk)))])
+                    raw = np.concatenate([_raw_of(chunk.frame(k), fs, device, f"{prepared_path} ({s} set, frame "
+                                                  f"{first + k})") for k in range(len(chunk))])
                     raw_ds[a_base:a_base + len(raw)] = raw
                     if s == "train":
                         for z in fs.elements:
