@@ -274,7 +274,8 @@ def train_command(symmetry_file, output, preset, hidden, resume, n_members, devi
 @click.argument("input_file", default="symmetry.h5", type=click.Path(dir_okay=False))
 @click.option("--model", "model_path", default="model.h5", show_default=True, type=click.Path(dir_okay=False))
 @click.option("-o", "--output", default="predictions.h5", show_default=True, type=click.Path(dir_okay=False))
-@click.option("--forces", is_flag=True, help="Predict forces too.")
+@click.option("--forces/--no-forces", default=None,
+              help="Predict forces too [for every set whose frames have reference forces].")
 @click.option("--atomic-energies", is_flag=True, help="Store the energy of every atom.")
 @click.option("--stress", is_flag=True,
               help="Store the predicted stress of every periodic frame (eV/Å³, ASE sign: positive = tensile).")
@@ -462,8 +463,11 @@ def run_command(work_dir, out_dir, n_features, device, preset, optimizer, epochs
     config = load_stage_config(config_path) if config_path else {}
     if uses_example(kwargs, config_path):
         kwargs.update(example_inputs())
+        learned = len(kwargs["train_files"])
         click.echo(f"No inputs named: running the bundled example ({kwargs['data_dir']}, "
-                   f"train {kwargs['train'][0]}, predict {kwargs['predict'][0]}).")
+                   f"train {kwargs['train'][0]}" + (f" + the learned frames of {learned} temperatures "
+                                                    f"({kwargs['data_dir']}/learned)" if learned else "")
+                   + f", predict {kwargs['predict'][0]}).")
     selection, reading = resolve_input_options(kwargs)
     opts = resolve_stage_options(config, work_dir=work_dir, out_dir=out_dir,
                                  n_features=n_features, device=device, preset=preset,

@@ -302,6 +302,11 @@ def open_stage_file(path, stages) -> h5py.File:
     if isinstance(stages, str):
         stages = (stages,)
     path = Path(path)
+    if not path.exists():
+        made_by = {"prepare": "hdnnp prepare", "symmetry": "hdnnp symmetry", "train": "hdnnp train",
+                   "predict": "hdnnp predict", "md": "hdnnp md"}
+        hint = " or ".join(dict.fromkeys(made_by[s] for s in stages if s in made_by))
+        raise HdnnpError(f"{path}: no such file" + (f"; make it with {hint} (or hdnnp run)" if hint else ""))
     h5 = open_hdf5(path, f"an HDF5 file from hdnnp {'/'.join(stages)}")
     try:
         schema = h5.attrs.get("schema_version")

@@ -196,6 +196,10 @@ def _detect_format(path: Path, required: bool = True) -> str | None:
         name = name[:-3]
     if name.startswith("history"):
         return "dlpoly"
+    if name.startswith("e.") and (path.parent / ("HISTORY" + path.name[1:])).exists():
+        raise HdnnpError(f"{path}: is a DL_POLY energy file; give its trajectory "
+                         f"{path.parent / ('HISTORY' + path.name[1:])} (the energies are read from {path.name} "
+                         "beside it)")
     if name.endswith((".xyz", ".extxyz")):
         return "extxyz"
     if name == "input.data" or name.endswith(".data"):

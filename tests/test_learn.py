@@ -205,3 +205,14 @@ def test_resume_after_a_kill_in_any_phase(prepared, finished, tmp_path, monkeypa
 def test_bad_input_is_one_line(prepared, tmp_path, capsys, args, message):
     assert learn(prepared, tmp_path / "w", *args) == 2
     assert message in capsys.readouterr().err
+
+
+def test_the_example_picks_up_its_learned_frames(tmp_path):
+    from hdnnp.stages.run import learned_example_files
+
+    assert learned_example_files(tmp_path) == ()
+    (tmp_path / "learned").mkdir()
+    for name in ("learned.Te.973K.extxyz", "learned.Te.673K.extxyz", "README.md", "other.extxyz"):
+        (tmp_path / "learned" / name).write_text("")
+    assert learned_example_files(tmp_path) == (f"{tmp_path}/learned/learned.Te.673K.extxyz@673K",
+                                               f"{tmp_path}/learned/learned.Te.973K.extxyz@973K")

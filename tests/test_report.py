@@ -168,7 +168,8 @@ def test_missing_inputs_give_one_line_errors(tmp_path, capsys, missing):
                              paths["predictions"], "--symmetry", paths["symmetry"],
                              "--out-dir", tmp_path / "out")
     assert code == 2
-    assert err.strip() == f"Error: {paths[missing]}: no such file"
+    stage = {"model": "train", "predictions": "predict", "symmetry": "symmetry"}[missing]
+    assert err.strip() == f"Error: {paths[missing]}: no such file; make it with hdnnp {stage} (or hdnnp run)"
     assert not (tmp_path / "out").exists()  # checked before any work
 
 

@@ -148,11 +148,14 @@ def _read_structure_frames(path, file_format=None):
     return list(iter_source(entry, ReadOptions(), SourceStats(str(path), entry.temperature)))
 
 
-def predict(model_path, input_path="symmetry.h5", output_path="predictions.h5", forces: bool = False,
+def predict(model_path, input_path="symmetry.h5", output_path="predictions.h5", forces: bool | None = None,
             atomic_energies: bool = False, sets=None, overwrite: bool = False, device: str = "cpu",
             chunk_frames: int = 64, quiet: bool = False, file_format: str | None = None,
             stress: bool = False) -> dict:
     """Predict energies (and forces, atomic energies, stresses) for every set of ``input_path``.
+
+    ``forces``: predict forces; None (the default): for every set whose frames have reference
+    forces, so that the force error can be reported (as ``hdnnp run`` does).
 
     ``stress``: ``<set>/stress_predicted`` (n_frames, 3, 3) eV/Å³, ASE's sign (positive =
     tensile), computed from the positions (:meth:`hdnnp.model.Potential.evaluate`); NaN for
@@ -163,13 +166,17 @@ def predict(model_path, input_path="symmetry.h5", output_path="predictions.h5", 
     """
     from hdnnp.kernels import get_backend, resolve_device
 
+    input_path = Path(input_path)
+    if not input_path.exists():
+        raise HdnnpError(f"{input_path}: no such file (the input to predict)")
+    if not h5py.is_hdf5(input_path):  # a structure file: its name and format are checked first
+        from hdnnp.inputs import structure_file
+
+        structure_file(input_path, file_format)
     check_can_write(output_path, overwrite, inputs=[model_path, input_path])
     potential = Potential.load(model_path)
     device = resolve_device(device)
     xp = get_backend(device)
-    input_path = Path(input_path)
-    if not input_path.exists():
-        raise HdnnpError(f"{input_path}: no such file")
     results, is_validation = {}, {}
     validation_frames = np.asarray(potential.training.get("validation_frames", []), np.int64)
     stage = None
@@ -196,8 +203,9 @@ def predict(model_path, input_path="symmetry.h5", output_path="predictions.h5", 
             for s in wanted:
                 group = h5[s]
                 n_frames = len(group["frames/atom_offset"]) - 1
+                set_forces = forces if forces is not None else "atoms/forces" in group
                 stored = use_stored and "features" in group and (
-                    not forces or all("dG" in group["features"][k] for k in group["features"]))
+                    not set_forces or all("dG" in group["features"][k] for k in group["features"]))
                 res = _SetResult()
                 progress = Progress(n_frames, f"predict {s}", quiet=quiet)
                 for f0 in range(0, n_frames, chunk_frames):
@@ -207,10 +215,10 @@ def predict(model_path, input_path="symmetry.h5", output_path="predictions.h5", 
                     if stored:
                         from hdnnp.stages.train import read_block
 
-                        data = read_block(group, potential.elements, f0, f1, derivatives=forces)
+                        data = read_block(group, potential.elements, f0, f1, derivatives=set_forces)
                     else:
-                        data = _frames_to_data(potential, frames, forces, device)
-                    _predict_block(potential, data, res, forces, atomic_energies, xp,
+                        data = _frames_to_data(potential, frames, set_forces, device)
+                    _predict_block(potential, data, res, set_forces, atomic_energies, xp,
                                    group["frames/temperature"][f0:f1], group["frames/step"][f0:f1],
                                    f"{input_path} ({s} set)", f0, frames)
                     if stress:
@@ -224,6 +232,8 @@ def predict(model_path, input_path="symmetry.h5", output_path="predictions.h5", 
                     is_validation[s] = flag
     else:
         frames = _read_structure_frames(input_path, file_format)
+        if forces is None:
+            forces = bool(frames) and all(f.forces is not None for f in frames)
         check_elements_covered(np.unique(np.concatenate([f.species for f in frames] or [[]])).astype(int),
                                potential.elements, str(input_path), str(model_path))
         res = _SetResult()

@@ -237,7 +237,21 @@ def example_inputs() -> dict:
     if not Path(EXAMPLE_INPUTS["data_dir"]).is_dir():
         raise HdnnpError(example_missing_message(EXAMPLE_INPUTS["data_dir"]))
     return {"data_dir": EXAMPLE_INPUTS["data_dir"], "system": EXAMPLE_INPUTS["system"],
-            "train": (EXAMPLE_INPUTS["train"],), "predict": (EXAMPLE_INPUTS["predict"],)}
+            "train": (EXAMPLE_INPUTS["train"],), "predict": (EXAMPLE_INPUTS["predict"],),
+            "train_files": learned_example_files(EXAMPLE_INPUTS["data_dir"])}
+
+
+def learned_example_files(data_dir) -> tuple:
+    """``PATH@T`` of the learned frames shipped with the example (``<data_dir>/learned/
+    learned.<system>.<T>K.extxyz``, made by ``scripts/learn_example.py``); empty if none."""
+    import re
+
+    out = []
+    for path in sorted(Path(data_dir, "learned").glob("learned.*K.extxyz")):
+        m = re.search(r"\.(\d+(?:\.\d+)?)K\.extxyz$", path.name)
+        if m:
+            out.append(f"{path}@{m.group(1)}K")
+    return tuple(out)
 
 
 def intermediate_paths(work_dir) -> dict:
