@@ -327,7 +327,7 @@ def predict_command(input_file, model_path, output, forces, atomic_energies, str
               help="Directory for the PNG figures (created if missing).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
               help="Also write the printed metrics to this JSON file.")
-@click.option("--overwrite", is_flag=True, help="Replace existing figures / JSON.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing --json file (figures are derived output: always redrawn).")
 def report_command(inputs, model_path, predictions_path, symmetry_path, out_dir, json_path, overwrite):
     """Mean prediction errors (energy per box and per atom, forces, per temperature,
     extrapolation) and the figures LEARNING_PROCESS.png, FINAL_PREDICTION.png, PARITY.png,

@@ -403,9 +403,10 @@ def descriptor_check_figure(check: dict) -> Figure:
     return fig
 
 
-def save_figure(fig: Figure, path, overwrite: bool = False) -> Path:
-    """Render ``fig`` to the PNG ``path`` atomically (temporary file, then rename)."""
+def save_figure(fig: Figure, path) -> Path:
+    """Render ``fig`` to the PNG ``path`` atomically (temporary file, then rename). Figures are
+    derived output: an existing one is replaced (data files keep their ``--overwrite`` guard)."""
     path = Path(path)
-    with atomic_output(path, overwrite) as tmp:
+    with atomic_output(path, overwrite=True) as tmp:
         fig.savefig(tmp, format="png", dpi=DPI)
     return path

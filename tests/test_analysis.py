@@ -343,16 +343,18 @@ def test_stage_numbers_figures_and_json(tmp_path):
     assert summary["inputs"][0]["label"] == str(md)
 
 
-def test_stage_refuses_to_replace_outputs(tmp_path):
+def test_figures_are_redrawn_but_data_files_are_kept(tmp_path):
+    """Figures are derived output: analyze replaces them; its JSON is data and needs --overwrite."""
     md = write_md(tmp_path / "md.h5")
     out = tmp_path / "figs"
-    analyze([str(md)], out_dir=out, quiet=True)
-    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
-    with pytest.raises(HdnnpError, match="RDF.png: exists already; pass --overwrite"):
-        analyze([str(md)], out_dir=out, quiet=True)
-    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
-    analyze([str(md)], out_dir=out, overwrite=True, quiet=True)
-    assert sorted(before) == sorted(p.name for p in out.iterdir())
+    analyze([str(md)], out_dir=out, json_path=tmp_path / "a.json", quiet=True)
+    names = sorted(p.name for p in out.iterdir())
+    json_before = (tmp_path / "a.json").read_bytes()
+    with pytest.raises(HdnnpError, match="a.json: exists already; pass --overwrite"):
+        analyze([str(md)], out_dir=out, json_path=tmp_path / "a.json", quiet=True)
+    assert (tmp_path / "a.json").read_bytes() == json_before
+    analyze([str(md)], out_dir=out, quiet=True)  # figures only: no --overwrite needed
+    assert sorted(p.name for p in out.iterdir()) == names
 
 
 @pytest.mark.parametrize("spec, match", [

@@ -27,7 +27,7 @@ from hdnnp.analysis.adf import DEFAULT_BOND_CUTOFF
               help="Drop the first N frames of each set (equilibration).")
 @click.option("--stride", type=click.IntRange(min=1), default=1, show_default=True,
               help="Then keep every k-th frame (bounds the MSD's memory on long runs).")
-@click.option("--overwrite", is_flag=True, help="Replace existing figures / JSON.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing --json file (figures are derived output: always redrawn).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
 def analyze_command(inputs, reference, out_dir, json_path, r_max, bins, bond_cutoff, skip, stride,
                     overwrite, quiet):

@@ -298,7 +298,7 @@ def analyze(inputs, reference=None, out_dir="data", json_path=None, r_max: float
              "msd": figures.msd_figure(results, ref_result),
              "time_series": figures.time_series_figure(results, ref_result)}
     summary["figures"] = {
-        key: str(figures.save_figure(fig, out_dir / FIGURE_NAMES[key], overwrite))
+        key: str(figures.save_figure(fig, out_dir / FIGURE_NAMES[key]))
         for key, fig in built.items()}
     return write_json_summary(summary, json_path, overwrite)
 

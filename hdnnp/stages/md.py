@@ -156,7 +156,7 @@ def density_scan_command(model_path, start, output, settings: MDSettings, temper
         equilibration_ps = 0.2 * settings.n_steps * settings.timestep_fs * 1e-3
     points = density_scan(fresh_atoms, settings, temperatures, output, equilibration_ps, overwrite=overwrite,
                           quiet=quiet, log=log)
-    save_figure(density_figure(points, settings.pressure_GPa), figure_path, overwrite)
+    save_figure(density_figure(points, settings.pressure_GPa), figure_path)
     write_json_summary(dict(model=str(model_path), start=str(start), supercell=list(supercell),
                             pressure_GPa=settings.pressure_GPa, equilibration_ps=equilibration_ps,
                             points=[p.as_dict() for p in points]), json_path, overwrite)

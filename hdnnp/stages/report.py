@@ -196,8 +196,8 @@ def check_figure_outputs(out_dir, json_path, figure_names, overwrite: bool, inpu
             raise HdnnpError(f"{json_path.parent}: output directory does not exist (--json)")
         check_can_write(json_path, overwrite, inputs)
     if out_dir.is_dir():
-        for name in figure_names:
-            check_can_write(out_dir / name, overwrite, inputs)
+        for name in figure_names:  # figures are derived output: replaced without --overwrite
+            check_can_write(out_dir / name, True, inputs)
     return out_dir, json_path
 
 
@@ -262,7 +262,7 @@ def run_report(model_path, predictions_path, symmetry_path=None, out_dir="data",
     figures = {}
 
     def save(name, fig):
-        figures[name] = str(plots.save_figure(fig, out_dir / FIGURE_NAMES[name], overwrite))
+        figures[name] = str(plots.save_figure(fig, out_dir / FIGURE_NAMES[name]))
 
     per_set = summary["sets"]
     save("learning_process",

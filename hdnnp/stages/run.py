@@ -396,7 +396,7 @@ def run_pipeline(selection, reading: dict | None = None, *, work_dir=".", out_di
                         md_check, paths["model"], paths["prepared"], work_dir, time_ps=md_check_ps,
                         overwrite=overwrite, quiet=quiet, log=log)
         Path(out_dir).mkdir(parents=True, exist_ok=True)
-        figure = save_figure(md_check_figure(results), Path(out_dir) / MD_CHECK_FIGURE, overwrite)
+        figure = save_figure(md_check_figure(results), Path(out_dir) / MD_CHECK_FIGURE)
         summary["md_check"] = {"results": results, "figure": str(figure)}
         summary["paths"].update({f"md_check_{r.temperature_K:g}K": r.md_path for r in results})
     times["total"] = time.perf_counter() - t_all

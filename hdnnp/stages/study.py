@@ -548,8 +548,6 @@ def write_figures(rows, out_dir, predict_label: str | None = None,
 
     out_dir = Path(out_dir)
     label = predict_label or "the prediction temperature"
-    return {"error": str(save_figure(study_error_figure(rows, label), out_dir / STUDY_ERROR_PNG,
-                                     overwrite)),
-            "time": str(save_figure(study_time_figure(rows), out_dir / STUDY_TIME_PNG,
-                                    overwrite))}
+    return {"error": str(save_figure(study_error_figure(rows, label), out_dir / STUDY_ERROR_PNG)),
+            "time": str(save_figure(study_time_figure(rows), out_dir / STUDY_TIME_PNG))}
 
