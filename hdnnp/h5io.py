@@ -239,6 +239,8 @@ def open_hdf5(path, expected: str = "an HDF5 file") -> h5py.File:
         raise HdnnpError(f"{path}: no such file")
     if path.is_dir():
         raise HdnnpError(f"{path}: is a directory, expected {expected}")
+    if not path.is_file():
+        raise HdnnpError(f"{path}: is not a regular file (a pipe, device or socket), expected {expected}")
     try:
         h5 = h5py.File(path, "r")
     except OSError as exc:

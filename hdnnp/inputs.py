@@ -217,9 +217,13 @@ def structure_file(item, file_format: str | None = None) -> InputFile:
     file of a DL_POLY HISTORY) is an :class:`HdnnpError`."""
     missing: list[str] = []
     entry = _file_entry(item, file_format, missing, format_required=False)
-    missing += [str(p) for p in entry.paths if not p.is_file()]
+    missing += [str(p) for p in entry.paths if not p.exists()]
     if missing:
         raise HdnnpError(f"missing input file(s): {', '.join(missing)}")
+    from hdnnp.io.dlpoly import check_readable_file
+
+    for p in entry.paths:
+        check_readable_file(p)
     return entry
 
 

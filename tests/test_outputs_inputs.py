@@ -449,3 +449,30 @@ def test_the_neighbour_list_bounds_its_work():
     pos[2] = [3e11, 1, 1]
     with pytest.raises(HdnnpError, match="cell lengths outside the cell"):
         neighbor_list(pos, np.eye(3) * 10, True, 6.0)
+
+
+def test_a_fifo_as_input_is_refused_instead_of_hanging(tmp_path, capsys):
+    """Opening a FIFO for reading waits for a writer forever; every input path is checked to be a
+    regular file first."""
+    import os
+
+    fifo = tmp_path / "in.extxyz"
+    os.mkfifo(fifo)
+    for argv in (["prepare", "--train-file", f"{fifo}@300", "-o", tmp_path / "p.h5"],
+                 ["predict", fifo, "-o", tmp_path / "q.h5"],
+                 ["md", "--start", fifo, "--temperature", "300", "-o", tmp_path / "md.h5"],
+                 ["train", fifo, "-o", tmp_path / "m.h5"]):
+        with pytest.raises(SystemExit) as exc:
+            main([str(a) for a in argv])
+        err = capsys.readouterr().err
+        assert exc.value.code == 2 and "is not a regular file (a pipe, device or socket)" in err, (argv, err)
+
+
+def test_a_250_character_output_name_works(tmp_path):
+    """The hidden temporary and lock names must stay within the 255 bytes of a file name."""
+    from hdnnp.h5io import atomic_output
+
+    path = tmp_path / ("m" * 247 + ".h5")
+    with atomic_output(path) as tmp:
+        tmp.write_bytes(b"x")
+    assert path.read_bytes() == b"x" and len(list(tmp_path.iterdir())) == 1

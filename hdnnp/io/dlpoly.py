@@ -64,6 +64,8 @@ def check_readable_file(path) -> Path:
         raise HdnnpError(f"{path}: no such file")
     if path.is_dir():
         raise HdnnpError(f"{path}: is a directory, expected a file")
+    if not path.is_file():  # opening a FIFO for reading would wait forever for a writer
+        raise HdnnpError(f"{path}: is not a regular file (a pipe, device or socket); give a file")
     try:
         with open(path, "rb"):
             pass

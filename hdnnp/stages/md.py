@@ -50,9 +50,12 @@ def _stage_of(path: Path):
 def load_start(path, set_name: str | None = None, frame: int = 0, file_format: str | None = None) -> Frame:
     """Frame ``frame`` (negative: from the end) of ``path``: an hdnnp file's set (default
     ``predict``, else ``train``; md.h5: ``trajectory``) or any structure file."""
+    from hdnnp.io.dlpoly import check_readable_file
+
     path = Path(path)
     if not path.exists():
         raise HdnnpError(f"{path}: no such file (--start)")
+    check_readable_file(path)
     if _stage_of(path) is not None:
         with open_stage_file(path, ("prepare", "symmetry", "md")) as h5:
             sets = [s for s in h5 if isinstance(h5[s], h5py.Group) and "frames/atom_offset" in h5[s]]
@@ -106,8 +109,8 @@ def md(model_path, start, output="md.h5", settings: MDSettings | None = None, *,
     for out in (output, xyz, history):
         if out is not None:
             check_can_write(out, overwrite, inputs=[model_path, start])
-    potential = Potential.load(model_path)
     frame = load_start(start, start_set, start_frame, start_format)
+    potential = Potential.load(model_path)
     check_elements_covered(np.unique(frame.species), potential.elements, f"{start} (start structure)",
                            str(model_path))
     atoms = start_atoms(frame, supercell)
@@ -141,8 +144,8 @@ def density_scan_command(model_path, start, output, settings: MDSettings, temper
     json_path = output.with_name(f"{output.stem}_density.json")
     for path in (figure_path, json_path):
         check_can_write(path, overwrite, inputs=[model_path, start])
-    potential = Potential.load(model_path)
     frame = load_start(start, start_set, start_frame, start_format)
+    potential = Potential.load(model_path)
     check_elements_covered(np.unique(frame.species), potential.elements, f"{start} (start structure)",
                            str(model_path))
     device = resolve_device(device)
