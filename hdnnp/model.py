@@ -267,21 +267,24 @@ class Potential:
             out += (p.stress,)
         return out
 
-    @staticmethod
-    def extrapolation_count(descriptors: dict, tolerance: float = EXTRAPOLATION_TOLERANCE) -> int:
-        """Number of scaled descriptor values outside [-1, 1] (beyond the training range)."""
-        return extrapolation_of(descriptors, tolerance)[0]
+
+def outside_training_range(values, tolerance: float = EXTRAPOLATION_TOLERANCE) -> np.ndarray:
+    """Per row of scaled features (n_rows, n_features): how many lie outside the training range
+    [-1, 1], i.e. |x'| > 1 + ``tolerance`` (a rounding margin). The one definition of
+    extrapolation, used by evaluate, symmetry, predict and the MD guards."""
+    values = np.asarray(values)
+    return np.count_nonzero(np.abs(values) > 1.0 + tolerance, axis=-1)
 
 
 def extrapolation_of(descriptors: dict, tolerance: float = EXTRAPOLATION_TOLERANCE) -> tuple[int, float]:
-    """(count, largest excess) of the scaled features of one box outside the training range
-    [-1, 1]: count of values with |x'| > 1 + ``tolerance``, excess = max(|x'|) − 1 (0 if none)."""
+    """(count, largest excess) of the scaled features of one box outside the training range:
+    count from :func:`outside_training_range`, excess = max(|x'|) − 1 (0 if none)."""
     total, excess = 0, 0.0
     for d in descriptors.values():
         v = np.asarray(d.values.get() if hasattr(d.values, "get") else d.values)
         if v.size == 0:
             continue
-        total += int(np.count_nonzero(np.abs(v) > 1.0 + tolerance))
+        total += int(outside_training_range(v, tolerance).sum())
         excess = max(excess, float(np.abs(v).max()) - 1.0)
     return total, (excess if total else 0.0)
 

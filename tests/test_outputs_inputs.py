@@ -476,3 +476,35 @@ def test_a_250_character_output_name_works(tmp_path):
     with atomic_output(path) as tmp:
         tmp.write_bytes(b"x")
     assert path.read_bytes() == b"x" and len(list(tmp_path.iterdir())) == 1
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc (Linux)")
+def test_every_output_is_closed_before_it_is_renamed_into_place(tmp_path, monkeypatch):
+    """A rename before the file is closed would publish a file still being written (a kill in
+    between leaves it truncated under its final name). Checked at every rename of the stages:
+    no descriptor of this process may still point at the temporary file."""
+    import contextlib
+
+    import hdnnp.h5io as h5io
+
+    real_replace = os.replace
+    renamed = []
+
+    def checked_replace(src, dst, *args, **kwargs):
+        src = os.path.realpath(src)
+        open_files = set()
+        for fd in os.listdir("/proc/self/fd"):
+            with contextlib.suppress(OSError):  # a descriptor closed meanwhile
+                open_files.add(os.path.realpath(os.readlink(f"/proc/self/fd/{fd}")))
+        assert src not in open_files, f"{src} is still open when renamed to {dst}"
+        renamed.append(os.path.basename(dst))
+        return real_replace(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(h5io.os, "replace", checked_replace)
+    d = lj_symmetry_files(tmp_path, lj_frames(np.random.default_rng(2), 10), 8, 6)
+    main(["train", str(d / "symmetry.h5"), "-o", str(d / "m.h5"), "--preset", "fast", "--epochs", "2", "--hidden",
+          "3", "--checkpoint-every", "1", "-q"])
+    main(["predict", str(d / "symmetry.h5"), "--model", str(d / "m.h5"), "-o", str(d / "p.h5"), "-q"])
+    main(["report", "--model", str(d / "m.h5"), "--predictions", str(d / "p.h5"), "--out-dir", str(d / "figs"),
+          "--json", str(d / "r.json")])
+    assert {"symmetry.h5", "m.h5.checkpoint", "m.h5", "p.h5", "r.json", "PARITY.png"} <= set(renamed)

@@ -121,3 +121,37 @@ def test_cli_train_and_predict(trained, tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["predict", str(d / "symmetry.h5"), "--model", str(d / "prepared.h5"), "-o", str(tmp_path / "q.h5")])
     assert exc.value.code == 2
+
+
+def test_extrapolation_counts_agree_with_a_count_by_hand(tmp_path):
+    """One definition of extrapolation (|x'| > 1 + 1e-9 of a scaled feature), checked where it is
+    reported: symmetry.h5, predictions.h5 and Potential.evaluate, against a loop written here."""
+    import h5py
+
+    from _nn_fixtures import lj_frames, lj_symmetry_files
+    from hdnnp.cli import main
+    from hdnnp.model import Potential
+
+    frames = lj_frames(np.random.default_rng(8), 8, jitter_angstrom=0.1)
+    frames += lj_frames(np.random.default_rng(9), 4, jitter_angstrom=0.5)  # outside the training range
+    d = lj_symmetry_files(tmp_path, frames, 8, 6)
+    main(["train", str(d / "symmetry.h5"), "-o", str(d / "m.h5"), "--preset", "fast", "--epochs", "1", "--hidden",
+          "3", "-q"])
+    main(["predict", str(d / "symmetry.h5"), "--model", str(d / "m.h5"), "-o", str(d / "p.h5"), "-q"])
+    with h5py.File(d / "symmetry.h5") as s, h5py.File(d / "p.h5") as p:
+        g = s["predict/features/Ar"]
+        values, offset = g["values"][:], g["frame_offset"][:]
+        by_hand = []
+        for f in range(len(offset) - 1):
+            n = 0
+            for row in values[offset[f]:offset[f + 1]]:
+                for x in row:
+                    if abs(x) > 1.0 + 1e-9:
+                        n += 1
+            by_hand.append(n)
+        assert sum(by_hand) > 0
+        np.testing.assert_array_equal(s["predict/extrapolation"][:], by_hand)
+        np.testing.assert_array_equal(p["predict/extrapolation"][:], by_hand)
+    pot = Potential.load(d / "m.h5")
+    for f, a in enumerate(frames[8:]):
+        assert pot.evaluate(a.positions, a.cell.array, a.pbc, a.numbers).extrapolation_count == by_hand[f]

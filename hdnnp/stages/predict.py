@@ -24,7 +24,7 @@ import numpy as np
 from hdnnp.errors import HdnnpError
 from hdnnp.h5io import (atomic_output, check_can_write, check_elements_covered, check_feature_sets_match,
                         open_stage_file, write_root_attrs)
-from hdnnp.model import EXTRAPOLATION_TOLERANCE, Potential
+from hdnnp.model import Potential, outside_training_range
 from hdnnp.progress import Progress
 from hdnnp.training.loss import _np, data_from_descriptors, evaluate
 
@@ -59,7 +59,7 @@ def _extrapolation_per_frame(data) -> np.ndarray:
     out = np.zeros(data.n_frames, np.int64)
     for blk in data.blocks.values():
         v = _np(blk.values)
-        per_row = np.count_nonzero(np.abs(v) > 1.0 + EXTRAPOLATION_TOLERANCE, axis=1)
+        per_row = outside_training_range(v)
         out += np.bincount(_np(blk.row_frame), weights=per_row, minlength=data.n_frames).astype(np.int64)
     return out
 

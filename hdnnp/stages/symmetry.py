@@ -29,7 +29,7 @@ from hdnnp.elements import symbol
 from hdnnp.errors import HdnnpError
 from hdnnp.h5io import SET_NAMES, atomic_output, check_can_write, iter_frame_chunks, open_stage_file, write_root_attrs
 from hdnnp.kernels import resolve_device
-from hdnnp.model import EXTRAPOLATION_TOLERANCE
+from hdnnp.model import outside_training_range
 from hdnnp.progress import Progress
 
 DERIVATIVE_MODES = ("auto", "always", "never")
@@ -222,7 +222,7 @@ def _features_of_set(src, dst, fs, device, with_deriv, chunk_frames, progress) -
                 if d is not None:
                     acc["values"].append(d.values)
                     acc["atom_index"].append(f_base + d.atom_index)
-                    n_out += int(np.count_nonzero(np.abs(d.values) > 1.0 + EXTRAPOLATION_TOLERANCE))
+                    n_out += int(outside_training_range(d.values).sum())
                 state["rows"] += n_rows
                 state["frame_offset"].append(state["rows"])
                 if with_deriv:
