@@ -185,6 +185,12 @@ def symmetry_command(prepared, output, n_features, selection, features, device, 
         click.echo(f"{sym}: {len(names)} of {summary['n_candidates']} candidates selected")
     for n, corr in summary.get("descriptor_check", {}).items():
         click.echo(f"descriptor check: corr(d, |dF|) = {corr:.3f} with {n} features")
+    from hdnnp.model import extrapolation_message
+
+    for name, counts in summary["sets"].items():
+        if counts.get("extrapolating_frames"):
+            click.echo("Warning: " + extrapolation_message(name, counts["extrapolating_frames"], counts["n_frames"]),
+                       err=True)
     click.echo(f"wrote {output} in {summary['wall_time_s']:.1f} s ({summary['device']})")
 
 # --- stages 4-5: train, predict ---------------------------------------------------------------

@@ -276,6 +276,13 @@ def outside_training_range(values, tolerance: float = EXTRAPOLATION_TOLERANCE) -
     return np.count_nonzero(np.abs(values) > 1.0 + tolerance, axis=-1)
 
 
+def extrapolation_message(set_name: str, n_extrapolating: int, n_frames: int, n_values: int | None = None) -> str:
+    """The one wording of the extrapolation warning (symmetry, predict, report)."""
+    values = f" ({n_values} scaled feature values outside [-1, 1], the training range)" if n_values else ""
+    return (f"{n_extrapolating} of {n_frames} frames of set '{set_name}' extrapolate{values}: their predictions "
+            "are less reliable")
+
+
 def extrapolation_of(descriptors: dict, tolerance: float = EXTRAPOLATION_TOLERANCE) -> tuple[int, float]:
     """(count, largest excess) of the scaled features of one box outside the training range:
     count from :func:`outside_training_range`, excess = max(|x'|) − 1 (0 if none)."""

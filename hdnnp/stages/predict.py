@@ -24,7 +24,7 @@ import numpy as np
 from hdnnp.errors import HdnnpError
 from hdnnp.h5io import (atomic_output, check_can_write, check_elements_covered, check_feature_sets_match,
                         open_stage_file, write_root_attrs)
-from hdnnp.model import Potential, outside_training_range
+from hdnnp.model import Potential, extrapolation_message, outside_training_range
 from hdnnp.progress import Progress
 from hdnnp.training.loss import _np, data_from_descriptors, evaluate
 
@@ -262,8 +262,8 @@ def predict(model_path, input_path="symmetry.h5", output_path="predictions.h5", 
                     g.create_dataset("is_validation", data=is_validation[s])
                 summary[s] = _set_summary(arr)
                 if summary[s]["extrapolating_frames"]:
-                    warnings.warn(f"{s}: {summary[s]['extrapolating_frames']} of {summary[s]['n_frames']} frames "
-                                  "have descriptors outside the training range (extrapolation)", stacklevel=2)
+                    warnings.warn(extrapolation_message(s, summary[s]["extrapolating_frames"], summary[s]["n_frames"]),
+                                  stacklevel=2)
     return summary
 
 

@@ -122,14 +122,14 @@ def format_committee(summary: dict) -> list[str]:
 
 def extrapolation_warnings(summary: dict) -> list[str]:
     """One warning per set whose frames have scaled features outside [-1, 1]."""
+    from hdnnp.model import extrapolation_message
+
     out = []
     for set_name, per_set in summary["sets"].items():
         m = per_set["all"]
         if m["extrapolating_frames"]:
-            out.append(f"Warning: {m['extrapolating_frames']} of {m['n_frames']} frames of set "
-                       f"'{set_name}' extrapolate ({m['extrapolation_count']} scaled feature "
-                       "values outside [-1, 1], the training range); their predictions are "
-                       "less reliable")
+            out.append("Warning: " + extrapolation_message(set_name, m["extrapolating_frames"], m["n_frames"],
+                                                           m["extrapolation_count"]))
     return out
 
 

@@ -16,7 +16,6 @@ Then the feature table, the fitted feature set and the descriptor check are writ
 from __future__ import annotations
 
 import json
-import sys
 import time
 
 import h5py
@@ -170,11 +169,6 @@ def symmetry(prepared_path, output_path, n_features: int = DEFAULT_N_FEATURES, d
 
     summary["selected"] = {symbol(z): [fs.describe(c) for c in fs.selected[z]] for z in fs.elements}
     summary["wall_time_s"] = time.perf_counter() - t_start
-    predict = summary["sets"].get("predict")
-    if predict and predict["extrapolating_frames"]:
-        print(f"warning: {predict['extrapolating_frames']} of {predict['n_frames']} prediction frames have "
-              f"features outside the training range [-1, 1] (at most {predict['max_extrapolation']} values "
-              f"in one frame): the potential extrapolates there", file=sys.stderr)
     return summary
 
 
