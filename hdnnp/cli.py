@@ -10,6 +10,7 @@ import sys
 import click
 
 from hdnnp import __version__
+from hdnnp.commands import device_option
 from hdnnp.errors import HdnnpError
 
 
@@ -44,7 +45,8 @@ def input_selection_options(func):
                      help="TOML study file; its [prepare] table takes these options' names "
                           "(data_dir, system, train, ...); command-line options override it."),
         click.option("--data-dir", type=click.Path(file_okay=False), default=None,
-                     help="Directory of HISTORY.<system>.<T>K and E.<system>.<T>K [default: .]."),
+                     help="Directory of HISTORY.<system>.<T>K and E.<system>.<T>K [default: .; hdnnp run "
+                          "with no input named at all runs the bundled data/example]."),
         click.option("--system", default=None, help="System name in the file names, e.g. Te."),
         click.option("--train", multiple=True, metavar="T[,T...]",
                      help="Training temperatures, e.g. 673K,723K (repeatable)."),
@@ -163,8 +165,7 @@ def _parse_feature_list(text):
               help="Selection criterion (Imbalzano et al. 2018): greedy CUR or farthest-point sampling.")
 @click.option("--features", "features", default=None,
               help="Keep exactly these candidate indices (e.g. 0,3,7 or a file) instead of selecting.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "gpu"]), default="auto", show_default=True,
-              help="auto: the GPU when CuPy sees one.")
+@device_option
 @click.option("--cutoff", default=6.0, show_default=True, type=float, help="Cutoff radius Rc (Å).")
 @click.option("--chunk-frames", default=32, show_default=True, type=int, help="Frames held in memory at once.")
 @click.option("--derivatives", type=click.Choice(["auto", "always", "never"]), default="auto", show_default=True,
@@ -252,7 +253,7 @@ def _parse_hidden(text):
 @click.option("--weight-bound", type=float, default=None, help="Bound |w| on the weights (0: none).")
 @click.option("--time-limit", type=float, default=None, help="Stop training after this many seconds.")
 @click.option("--max-memory", "max_memory_mb", type=float, default=None, help="Training data budget (MiB).")
-@click.option("--device", type=click.Choice(["auto", "cpu", "gpu"]), default="cpu", show_default=True)
+@device_option
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
 def train_command(symmetry_file, output, preset, hidden, resume, n_members, device, overwrite, quiet, **kwargs):
@@ -289,7 +290,7 @@ def train_command(symmetry_file, output, preset, hidden, resume, n_members, devi
 @click.option("--format", "file_format", default=None,
               help="Format of a structure-file INPUT: dlpoly, extxyz, n2p2 or an ASE format name "
                    "[from the name; else ASE guesses].")
-@click.option("--device", type=click.Choice(["auto", "cpu", "gpu"]), default="cpu", show_default=True)
+@device_option
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
 def predict_command(input_file, model_path, output, forces, atomic_energies, stress, sets, file_format,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from hdnnp.commands import device_option
 from hdnnp.errors import HdnnpError
 
 from hdnnp.md.driver import ENSEMBLES, EXIT_GUARD_STOP, THERMOSTATS
@@ -103,7 +104,7 @@ def settings_from_options(ensemble, thermostat, temperature, pressure, timestep,
                    "and OUTPUT-stem_density.json beside OUTPUT.")
 @click.option("--equilibration", type=float, default=None,
               help="--scan: discard the first ps of each run [a fifth of the run].")
-@click.option("--device", type=click.Choice(["auto", "cpu", "gpu"]), default="cpu", show_default=True)
+@device_option
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from OUTPUT.checkpoint.")
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs (and an unfinished run).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
