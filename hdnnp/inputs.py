@@ -289,9 +289,9 @@ def resolve_inputs(data_dir=None, system=None, train=(), predict=(), train_files
             items = [items]
         for item in items or ():
             selection.sets()[set_name].append(_file_entry(item, format, missing))
-    if not selection.train:
-        raise HdnnpError("no training data: give --train temperatures (with --system) or "
-                         "--train-file, on the command line or in the study file")
+    if not selection.train and not selection.predict:
+        raise HdnnpError("no input data: give --train/--predict temperatures (with --system) or "
+                         "--train-file/--predict-file, on the command line or in the study file")
     for entry in selection.train + selection.predict:
         for p in entry.paths:
             if p.exists() or any(m.startswith(str(p)) for m in missing):

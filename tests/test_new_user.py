@@ -41,3 +41,30 @@ def test_first_guesses_get_a_line_that_says_what_to_do(tmp_path, capsys, monkeyp
     (tmp_path / "model.h5").write_text("")
     err = _error(capsys, ["predict", "E.Te.773K.gz"])
     assert "is a DL_POLY energy file; give its trajectory HISTORY.Te.773K.gz" in err
+
+
+def test_a_prediction_only_prepared_file(tmp_path, capsys):
+    """hdnnp prepare --predict alone writes a file for hdnnp predict (it was refused)."""
+    from ase.io import write
+
+    frames = lj_frames(np.random.default_rng(6), 10)
+    d = lj_symmetry_files(tmp_path, frames, 8, 6)
+    main(["train", str(d / "symmetry.h5"), "-o", str(d / "m.h5"), "--preset", "fast", "--epochs", "1", "--hidden",
+          "3", "-q"])
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    images = []
+    for a in frames[8:]:
+        b = a.copy()
+        del b.info["energy"], b.arrays["ref_forces"]
+        b.calc = SinglePointCalculator(b, energy=a.info["energy"], forces=a.arrays["ref_forces"])
+        images.append(b)
+    write(tmp_path / "new.extxyz", images)
+    main(["prepare", "--predict-file", f"{tmp_path / 'new.extxyz'}@150", "-o", str(tmp_path / "only.h5")])
+    main(["predict", str(tmp_path / "only.h5"), "--model", str(d / "m.h5"), "-o", str(tmp_path / "p1.h5"), "-q"])
+    main(["predict", str(d / "symmetry.h5"), "--model", str(d / "m.h5"), "-o", str(tmp_path / "p2.h5"), "-q",
+          "--sets", "predict"])
+    with h5py.File(tmp_path / "p1.h5") as p1, h5py.File(tmp_path / "p2.h5") as p2:
+        np.testing.assert_allclose(p1["predict/energy_predicted"][:], p2["predict/energy_predicted"][:], rtol=1e-6)
+    err = _error(capsys, ["symmetry", tmp_path / "only.h5", "-o", tmp_path / "s.h5"])
+    assert "has no training frames (a prediction-only file)" in err

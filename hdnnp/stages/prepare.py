@@ -179,7 +179,7 @@ def prepare(inputs: InputSelection, output="prepared.h5", *, overwrite: bool = F
                      for st in summary["sources"].values() for s in st if s.n_missing_energies]
             raise HdnnpError("HISTORY frames with no energy in the energy file (pass "
                              "--allow-missing-energies to skip them):\n  " + "\n  ".join(lines))
-        if summary["sets"]["train"]["n_frames"] == 0:
+        if inputs.train and summary["sets"]["train"]["n_frames"] == 0:
             raise HdnnpError("no training frames left (check --skip/--stride and the energies)")
         summary["elements"] = sorted(elements)
         summary["n_missing_energies"] = n_missing

@@ -97,6 +97,10 @@ def symmetry(prepared_path, output_path, n_features: int = DEFAULT_N_FEATURES, d
         sets = [s for s in SET_NAMES if s in src]
         if "train" not in sets:
             raise HdnnpError(f"{prepared_path}: has no training set ('train' group)")
+        if len(src["train/frames/atom_offset"]) < 2:
+            raise HdnnpError(f"{prepared_path}: has no training frames (a prediction-only file): the symmetry "
+                             "functions are fitted on training data; predict it with hdnnp predict "
+                             f"{prepared_path} --model model.h5")
         if "elements" in src.attrs:
             elements = [int(z) for z in src.attrs["elements"]]
         else:
