@@ -99,6 +99,19 @@ class LearnSettings:
                 raise HdnnpError(f"{name}: expected at least 1, got {value}")
         if self.committee < 2:
             raise HdnnpError("--committee: query by committee needs at least 2 members")
+        for name, value, positive in (("--spread-max", self.spread_max, True),
+                                      ("--extrapolation-threshold", self.extrapolation_threshold, False),
+                                      ("--min-separation", self.min_separation_ps, False)):
+            ok = value > 0 if positive else (math.isfinite(value) and value >= 0)
+            if not ok:
+                raise HdnnpError(f"{name}: expected a number {'> 0' if positive else '>= 0'}, got {value}")
+        for name, value in (("--n-features", self.n_features), ("--write-every", self.write_every)):
+            if value < 1:
+                raise HdnnpError(f"{name}: expected at least 1, got {value}")
+        if not math.isfinite(self.pressure_GPa):
+            raise HdnnpError(f"--pressure: expected a finite pressure in GPa, got {self.pressure_GPa}")
+        if not 0 <= self.seed < 2 ** 32 - 1000:
+            raise HdnnpError(f"--seed: expected an integer in [0, 2³²), got {self.seed}")
         parse_reference(self.reference, self.reference_args)
 
     def conditions(self) -> list[str]:

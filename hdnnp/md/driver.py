@@ -88,6 +88,17 @@ class MDSettings:
         for option, value in (("--write-every", self.write_every), ("--guard-every", self.guard_every)):
             if value < 1:
                 bad(option, f"expected a number of steps >= 1, got {value}")
+        if not (isinstance(self.seed, int) and 0 <= self.seed < 2 ** 32):
+            bad("--seed", f"expected an integer in [0, 2³²), got {self.seed}")
+        limits = self.limits
+        for option, value, lowest in (("--max-extrapolation", limits.max_extrapolation_excess, 0.0),
+                                      ("--min-distance", limits.min_distance_angstrom, 0.0)):
+            if not (math.isfinite(value) or value == math.inf) or not value >= lowest:
+                bad(option, f"expected a limit >= {lowest:g}, got {value}")
+        for option, value in (("--max-temperature", limits.max_temperature_K),
+                              ("--max-force-spread", limits.max_force_spread)):
+            if not value > 0:  # NaN fails this too; inf = no limit
+                bad(option, f"expected a limit > 0 (or inf: none), got {value}")
         if self.limits.on_extrapolation not in ("stop", "warn"):
             bad("--on-extrapolation", f"expected stop or warn, got '{self.limits.on_extrapolation}'")
 

@@ -87,6 +87,8 @@ def symmetry(prepared_path, output_path, n_features: int = DEFAULT_N_FEATURES, d
     """
     if derivatives not in DERIVATIVE_MODES:
         raise HdnnpError(f"--derivatives must be one of {', '.join(DERIVATIVE_MODES)}")
+    if fit_atoms < 1:
+        raise HdnnpError(f"--fit-atoms: expected at least 1 atom per element, got {fit_atoms}")
     if chunk_frames < 1:
         raise HdnnpError("--chunk-frames must be at least 1")
     check_can_write(output_path, overwrite, inputs=[prepared_path])
