@@ -62,8 +62,9 @@ def test_directory_instead_of_file(data_dir):
 
 
 def test_no_training_data_and_no_system(data_dir):
-    with pytest.raises(HdnnpError, match="no training data"):
-        resolve_inputs(data_dir=data_dir, system="Te", predict="773K")
+    assert not resolve_inputs(data_dir=data_dir, system="Te", predict="773K").train  # prediction-only
+    with pytest.raises(HdnnpError, match="no input data"):
+        resolve_inputs(data_dir=data_dir, system="Te")
     with pytest.raises(HdnnpError, match="without --system"):
         resolve_inputs(data_dir=data_dir, train="673K")
     with pytest.raises(HdnnpError, match="listed twice"):
