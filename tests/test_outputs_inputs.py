@@ -508,3 +508,15 @@ def test_every_output_is_closed_before_it_is_renamed_into_place(tmp_path, monkey
     main(["report", "--model", str(d / "m.h5"), "--predictions", str(d / "p.h5"), "--out-dir", str(d / "figs"),
           "--json", str(d / "r.json")])
     assert {"symmetry.h5", "m.h5.checkpoint", "m.h5", "p.h5", "r.json", "PARITY.png"} <= set(renamed)
+
+
+@pytest.mark.parametrize("which", ["HISTORY", "E"])
+def test_a_text_input_without_newlines_is_refused_not_read_whole(tmp_path, capsys, which):
+    good = "title\n" if which == "E" else "0 1.0\n"
+    (tmp_path / "HISTORY.X.300K").write_text(("x" * 200_000) if which == "HISTORY" else "title\n0 1 2\n")
+    (tmp_path / "E.X.300K").write_text(("1" * 200_000) if which == "E" else good)
+    with pytest.raises(SystemExit) as exc:
+        main(["prepare", "--data-dir", str(tmp_path), "--system", "X", "--train", "300K", "-o",
+              str(tmp_path / "p.h5")])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and f"{which}.X.300K, line 1: a line longer than 65536 characters" in err, err

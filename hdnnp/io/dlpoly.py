@@ -32,7 +32,6 @@ import io
 import math
 import zlib
 from dataclasses import dataclass
-from itertools import islice
 from pathlib import Path
 from typing import Iterator
 
@@ -88,6 +87,11 @@ def open_text(path) -> io.TextIOBase:
     return open(path, encoding="latin-1", newline=None)
 
 
+#: Longest line the text readers accept: the longest DL_POLY line is ~80 characters (an energy
+#: file with many columns a few hundred); a file without newlines is refused, not read whole.
+MAX_LINE_CHARS = 1 << 16
+
+
 class LineReader:
     """Lines of a (possibly gzipped) text file with an exact count of the lines consumed.
 
@@ -108,7 +112,15 @@ class LineReader:
         del self._pushed[:n]
         if len(out) < n:
             try:
-                out.extend(islice(self._fh, n - len(out)))
+                while len(out) < n:
+                    line = self._fh.readline(MAX_LINE_CHARS + 1)
+                    if not line:
+                        break
+                    if len(line) > MAX_LINE_CHARS:
+                        raise InputFileError(self.path, f"a line longer than {MAX_LINE_CHARS} characters: not a "
+                                             "DL_POLY text file (binary data, or newlines lost?)",
+                                             line=self.line_no + len(out) + 1)
+                    out.append(line)
             except (OSError, EOFError, zlib.error) as exc:
                 raise InputFileError(self.path, f"unreadable or corrupt compressed data ({exc})",
                                      line=self.line_no + len(out) + 1) from None
