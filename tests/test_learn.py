@@ -216,3 +216,15 @@ def test_the_example_picks_up_its_learned_frames(tmp_path):
         (tmp_path / "learned" / name).write_text("")
     assert learned_example_files(tmp_path) == (f"{tmp_path}/learned/learned.Te.673K.extxyz@673K",
                                                f"{tmp_path}/learned/learned.Te.973K.extxyz@973K")
+
+
+def test_overwrite_removes_only_what_learn_made(prepared, tmp_path):
+    """--work-dir . --overwrite must not empty the user's directory."""
+    work = tmp_path / "mine"
+    work.mkdir()
+    (work / "notes.txt").write_text("keep me")
+    (work / "data.h5").write_text("keep me too")
+    assert learn(prepared, work, *LJ, "--iterations", "1") == 0
+    assert learn(prepared, work, *LJ, "--iterations", "1", "--overwrite") == 0
+    assert (work / "notes.txt").read_text() == "keep me" and (work / "data.h5").exists()
+    assert (work / "learn.json").exists() and (work / "iter0").is_dir()

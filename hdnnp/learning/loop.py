@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from hdnnp.errors import HdnnpError
+from hdnnp.h5io import claim_output
 from hdnnp.learning.references import parse_reference
 from hdnnp.learning.selection import select, trajectory_candidates
 
@@ -182,14 +183,21 @@ def learn(prepared, work_dir, settings: LearnSettings, model=None, add_labels=No
         if "train" not in h5 or len(h5["train/frames/atom_offset"]) < 2:
             raise HdnnpError(f"{prepared}: no training frames")
     state_path = work / STATE_FILE
-    if state_path.exists() and not resume:
-        if not overwrite:
-            raise HdnnpError(f"{state_path}: a learning run is there; continue it with --resume, or pass "
-                             "--overwrite to start again (its files are then replaced)")
-        shutil.rmtree(work)
     if add_labels and not resume:
         raise HdnnpError("--add-labels continues a run that waits for labels: pass --resume too")
-    work.mkdir(parents=True, exist_ok=True)
+    if state_path.exists() and not resume and not overwrite:
+        raise HdnnpError(f"{state_path}: a learning run is there; continue it with --resume, or pass "
+                         "--overwrite to start again (its files are then replaced)")
+    if not work.parent.is_dir():
+        raise HdnnpError(f"{work.parent}: directory does not exist (--work-dir)")
+    work.mkdir(exist_ok=True)
+    claim_output(state_path)  # one learning run per work directory
+    if state_path.exists() and not resume:  # --overwrite: remove what an earlier run made, nothing else
+        for path in [state_path, work / LEARNED_FILE, work / "model.h5", work / FIGURE, *work.glob("iter[0-9]*")]:
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
     if resume:
         if not state_path.exists():
             raise HdnnpError(f"--resume: no {state_path}")
