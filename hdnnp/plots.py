@@ -222,7 +222,7 @@ def parity_figure(sets: dict, summary: dict | None = None) -> Figure:
     _diagonal(ax, lo, hi)
     ax.set_xlabel("reference energy per atom (eV/atom)")
     ax.set_ylabel("predicted energy per atom (eV/atom)")
-    ax.set_title(_rmse_title("Energy per atom", "meV/atom", _energy_rmse_items(sets, summary)),
+    ax.set_title(_rmse_title("Energy per atom (axes in eV/atom)", "meV/atom", _energy_rmse_items(sets, summary)),
                  fontsize="medium")
     ax.legend(loc="upper left", fontsize="small")
     if has_forces:
@@ -243,7 +243,7 @@ def parity_figure(sets: dict, summary: dict | None = None) -> Figure:
         _diagonal(ax, lo, hi)
         ax.set_xlabel("reference force component (eV/Å)")
         ax.set_ylabel("predicted force component (eV/Å)")
-        ax.set_title(_rmse_title("Force components", "meV/Å", _force_rmse_items(sets, summary)),
+        ax.set_title(_rmse_title("Force components (axes in eV/Å)", "meV/Å", _force_rmse_items(sets, summary)),
                      fontsize="medium")
         ax.legend(loc="upper left", fontsize="small", markerscale=4)
     return fig
