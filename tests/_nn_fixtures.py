@@ -125,3 +125,16 @@ def lj_symmetry_files(directory, frames, n_train, n_features):
     write_prepared(directory / "prepared.h5", frames[:n_train], frames[n_train:])
     symmetry(directory / "prepared.h5", directory / "symmetry.h5", n_features=n_features, device="cpu", quiet=True)
     return directory
+
+
+def finite_difference_forces(energy, positions, h=1e-6):
+    """-dE/dr by central differences of ``energy(positions) -> float`` (eV), (n, 3) eV/Å."""
+    positions = np.asarray(positions, float)
+    fd = np.zeros_like(positions)
+    for i in range(len(positions)):
+        for c in range(3):
+            p, m = positions.copy(), positions.copy()
+            p[i, c] += h
+            m[i, c] -= h
+            fd[i, c] = -(energy(p) - energy(m)) / (2 * h)
+    return fd

@@ -7,7 +7,7 @@ import h5py
 import numpy as np
 import pytest
 
-from _nn_fixtures import lj_frames, lj_symmetry_files
+from _nn_fixtures import finite_difference_forces, lj_frames, lj_symmetry_files
 from hdnnp.baseline import ZBLBaseline, fit_baseline, switch, zbl
 from hdnnp.cli import main
 from hdnnp.errors import HdnnpError
@@ -61,14 +61,7 @@ def test_forces_and_stress_are_derivatives_of_the_energy():
     e, f, atomic, strain = base.evaluate(pos, cell, [True] * 3, species, stress=True)
     assert e > 1.0 and e == pytest.approx(atomic.sum(), rel=1e-14)
     h = 1e-6
-    fd = np.zeros_like(f)
-    for i in range(len(pos)):
-        for c in range(3):
-            p, m = pos.copy(), pos.copy()
-            p[i, c] += h
-            m[i, c] -= h
-            fd[i, c] = -(base.evaluate(p, cell, [True] * 3, species)[0]
-                         - base.evaluate(m, cell, [True] * 3, species)[0]) / (2 * h)
+    fd = finite_difference_forces(lambda p: base.evaluate(p, cell, [True] * 3, species)[0], pos, h)
     np.testing.assert_allclose(f, fd, rtol=1e-6, atol=1e-6 * np.abs(f).max())
     assert np.abs(f.sum(axis=0)).max() < 1e-9 * np.abs(f).max()
     for a in range(3):

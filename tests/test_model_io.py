@@ -5,7 +5,7 @@ import h5py
 import numpy as np
 import pytest
 
-from _nn_fixtures import fitted_feature_set, lj_frames, lj_symmetry_files
+from _nn_fixtures import finite_difference_forces, fitted_feature_set, lj_frames, lj_symmetry_files
 from hdnnp import nn
 from hdnnp.errors import HdnnpError
 from hdnnp.model import Potential
@@ -48,15 +48,8 @@ def test_forces_are_minus_energy_gradient(potential):
     a = frames[1]
     pos = a.positions.copy()
     energy, forces = pot.predict(pos, a.cell.array, a.pbc, a.numbers)
-    h = 1e-5
-    fd = np.zeros_like(pos)
-    for j in range(len(pos)):
-        for c in range(3):
-            p, m = pos.copy(), pos.copy()
-            p[j, c] += h
-            m[j, c] -= h
-            fd[j, c] = -(pot.predict(p, a.cell.array, a.pbc, a.numbers, forces=False)[0]
-                         - pot.predict(m, a.cell.array, a.pbc, a.numbers, forces=False)[0]) / (2 * h)
+    fd = finite_difference_forces(lambda p: pot.predict(p, a.cell.array, a.pbc, a.numbers, forces=False)[0], pos,
+                                  h=1e-5)
     np.testing.assert_allclose(forces, fd, rtol=1e-6, atol=1e-6 * np.abs(fd).max())
     assert np.abs(forces.sum(axis=0)).max() < 1e-12 * np.abs(forces).max() * len(pos) + 1e-15  # Newton's third law
 
