@@ -272,7 +272,7 @@ def learn(prepared, work_dir, settings: LearnSettings, model=None, add_labels=No
             n_learned = _collect_learned(work, k)
             augmented = _augment(prepared, work / LEARNED_FILE, d / "prepared.h5")
             results = _train(augmented, d, settings, resume=resume, quiet=quiet, log=log,
-                             force_weight=_force_weight_of(work / "iter0" / "model.h5"))
+                             first=work / "iter0" / "model.h5")
             state.mark(k, "train", wall_s=clock() - t0, n_learned=n_learned, **results)
             log(f"learn: iteration {k}: {n_learned} learned frames in all; {_errors_line(state.iteration(k))}")
             _figure(state)
@@ -539,28 +539,28 @@ def _augment(prepared: Path, learned: Path, output: Path) -> Path:
     return output
 
 
-def _force_weight_of(model: Path) -> float | None:
-    """The force weight the first committee was trained with (None if unknown)."""
-    import h5py
-
-    with h5py.File(model, "r") as h5:
-        value = h5["training"].attrs.get("force_weight") if "training" in h5 else None
-    return None if value is None else float(value)
-
-
 def _train(prepared: Path, d: Path, settings: LearnSettings, resume: bool, quiet: bool, log,
-           force_weight: float | None = None) -> dict:
+           first: Path | None = None) -> dict:
     """symmetry + committee training in ``d``; then :func:`_evaluate`.
 
-    ``force_weight``: the weight of the force term; retraining keeps the first committee's
-    (automatic: var(E/N)/<F²> of the original data) unless ``--force-weight`` was given, since
+    The symmetry functions are selected and ranged again on the augmented data (keeping the
+    first committee's selection instead made the Lennard-Jones test loop need 5 iterations
+    instead of 2). ``first``: the first committee's model.h5, whose force weight (automatic:
+    var(E/N)/<F²> of the original data) retraining keeps unless ``--force-weight`` was given:
     the learned frames, far from equilibrium, would otherwise shift the balance towards forces
-    (on the bundled Te data it doubled in two iterations and the held-out energy error tripled)."""
+    (on the bundled Te data it doubled in two iterations, while the held-out energy error
+    tripled).
+    """
+    from hdnnp.model import Potential
     from hdnnp.stages.symmetry import symmetry
     from hdnnp.stages.train import train_committee
     from hdnnp.training.presets import make_options
 
-    extra = {"force_weight": force_weight} if force_weight is not None and "force_weight" not in settings.train else {}
+    extra = {}
+    if first is not None and "force_weight" not in settings.train:
+        weight = Potential.load(first).training.get("attrs", {}).get("force_weight")
+        if weight is not None:
+            extra["force_weight"] = float(weight)
     options = make_options(**{"preset": "default", **settings.train, **extra, "seed": settings.seed})
     if not (d / "symmetry.h5").exists():
         symmetry(prepared, d / "symmetry.h5", n_features=settings.n_features, selection=settings.selection,
