@@ -58,22 +58,38 @@ def _subsets(sets: dict):
     return out
 
 
-def _energy_trace(ax, x, pset: PredictionSet, xlabel: str) -> None:
+def _energy_trace(ax, x, pset: PredictionSet, xlabel: str, order=None) -> None:
+    """E/N of reference (wide, light, underneath) and prediction (thin, on top), so that both
+    stay visible where they agree; ``order``: the frames' plotting order (default: stored)."""
     e_ref, e_pred = _energy_per_atom_ev(pset)
-    ax.plot(x, e_ref, color=REFERENCE_COLOR, lw=1.0, label="reference")
-    ax.plot(x, e_pred, color=PREDICTION_COLOR, lw=1.0, alpha=0.85, label="prediction")
+    if order is not None:
+        e_ref, e_pred = e_ref[order], e_pred[order]
+    ax.plot(x, e_ref, color=REFERENCE_COLOR, lw=3.0, alpha=0.45, label="reference", zorder=2)
+    ax.plot(x, e_pred, color=PREDICTION_COLOR, lw=0.8, label="prediction", zorder=3)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("potential energy per atom (eV/atom)")
     ax.grid(alpha=0.3)
+
+
+def _temperature_bands(ax, temps) -> None:
+    """Shade alternate runs of equal temperature and label each with its temperature."""
+    edges = np.flatnonzero(np.diff(temps) != 0) + 1
+    starts, stops = np.concatenate([[0], edges]), np.concatenate([edges, [len(temps)]])
+    for k, (a, b) in enumerate(zip(starts, stops)):
+        if k % 2:
+            ax.axvspan(a - 0.5, b - 0.5, color="0.92", zorder=0, lw=0)
+        label = "?" if not np.isfinite(temps[a]) else f"{temps[a]:g} K"
+        ax.text((a + b - 1) / 2, 0.02, label, transform=ax.get_xaxis_transform(), ha="center", va="bottom",
+                fontsize="small", color="0.3")
 
 
 def learning_process_figure(train: PredictionSet | None, log: dict | None,
                             summary: dict | None = None) -> Figure:
     """LEARNING_PROCESS: training sequence (reference green, prediction red) + learning curve.
 
-    Top: E/N of every frame of the interleaved training set against its frame index, validation
-    frames marked. Bottom: train and validation RMSE against epoch (log scale), energies in
-    meV/atom and, when trained, forces in meV/Å.
+    Top: E/N of every frame of the training set, grouped by temperature (shaded bands, labelled)
+    and in MD-step order within each, validation frames marked. Bottom: train and validation
+    RMSE against epoch (log scale), energies in meV/atom and, when trained, forces in meV/Å.
     """
     has_force_curve = log is not None and any(
         k in log and (np.isfinite(log[k]) & (log[k] > 0)).any()
@@ -83,12 +99,15 @@ def learning_process_figure(train: PredictionSet | None, log: dict | None,
     ax = fig.add_subplot(grid[0, :])
     if train is not None and len(train):
         x = np.arange(len(train))
-        _energy_trace(ax, x, train, "frame index in the interleaved training set")
+        temps = np.where(np.isfinite(train.temperature), train.temperature, np.inf)
+        order = np.lexsort((train.step, temps))
+        _energy_trace(ax, x, train, "training frame (grouped by temperature, MD-step order within each)", order)
+        _temperature_bands(ax, temps[order])
         if train.is_validation is not None and train.is_validation.any():
             _, e_pred = _energy_per_atom_ev(train)
-            val = train.is_validation
-            ax.plot(x[val], e_pred[val], ls="none", marker="o", ms=3.5, mfc="none",
-                    color=SUBSET_COLORS["validation"], label="prediction, validation frame")
+            val = train.is_validation[order]
+            ax.plot(x[val], e_pred[order][val], ls="none", marker="o", ms=3.5, mfc="none",
+                    color=SUBSET_COLORS["validation"], label="prediction, validation frame", zorder=4)
         m = (summary or {}).get("training") or (summary or {}).get("all") or {}
         v = (summary or {}).get("validation") or {}
         title = (f"Training set ({len(train)} frames): energy RMSE {_fmt(m.get('energy_per_atom_rmse_mev'))}"
