@@ -146,8 +146,13 @@ def test_plotted_lines_carry_the_data(tmp_path):
     assert len(kept) == 1 and kept[0].get_xdata()[0] == 18
     assert len(fig.axes) == 3  # training sequence, energy curve, force curve
     top = {line.get_label(): line for line in fig.axes[0].lines}
+    t = sets["train"]
+    order = sorted(range(len(t.temperature)), key=lambda k: (t.temperature[k], t.step[k]))  # by T, then step
+    np.testing.assert_allclose(top["reference"].get_ydata(), t.energy_reference[order] / t.n_atoms[order])
     np.testing.assert_allclose(top["prediction, validation frame"].get_xdata(),
-                               np.flatnonzero(sets["train"].is_validation))
+                               np.flatnonzero(t.is_validation[order]))
+    np.testing.assert_allclose(top["prediction, validation frame"].get_ydata(),
+                               (t.energy_predicted / t.n_atoms)[order][t.is_validation[order]])
 
 
 def test_without_forces_and_symmetry(tmp_path):
