@@ -407,9 +407,9 @@ def descriptor_check_figure(check: dict) -> Figure:
             name = "atom pairs" if z is None else f"{symbol(z)}–{symbol(z)} pairs"
             ax.scatter(d[mask], force_difference[mask], s=3, alpha=alpha, rasterized=True,
                        label=f"{int(mask.sum())} {name}")
-        what = (f"all {int(n)} candidates" if label == "all"
-                else f"{int(n)} feature{'s' if n != 1 else ''}")
-        ax.set_title(f"{what}: correlation r = {_fmt(r, 3)}")
+        what = (f"all {int(n)} informative candidates" if label == "all"
+                else f"first {int(n)} selected feature{'s' if n != 1 else ''}")
+        ax.set_title(f"{what}\ncorrelation r = {_fmt(r, 3)}", fontsize="medium")
         ax.set_xlabel(r"descriptor distance $d_{ij} = \|G'_i - G'_j\|$ (dimensionless)")
         ax.set_ylabel(r"force difference $F_{ij} = \|F_i - F_j\|$ (eV/Å)")
         ax.set_xlim(left=0)
@@ -418,7 +418,10 @@ def descriptor_check_figure(check: dict) -> Figure:
         ax.legend(loc="lower right", fontsize="small", markerscale=3)
     for ax in axes[len(labels):]:
         ax.set_axis_off()
-    fig.suptitle("Descriptor check (scaled features; d → 0 should imply F → 0)")
+    fig.suptitle("Descriptor check: pairs of atoms with alike descriptors (small d) should feel alike forces (small F);\n"
+                 "good: the upper left (small d, large F) empties as features are added. The force on an atom also "
+                 "depends on its neighbours' environments,\nso a cloud and a small r remain even for a complete "
+                 "descriptor: compare the panels, not r with 1", fontsize="medium")
     return fig
 
 

@@ -202,7 +202,8 @@ def test_descriptor_check_figure_and_unavailable_check(tmp_path):
     assert check["labels"] == ["1", "15", "30", "all"]
     fig = plots.descriptor_check_figure(check)
     titles = [ax.get_title() for ax in fig.axes]
-    assert titles[3] == f"all 40 candidates: correlation r = {check['correlation'][3]:.3g}"
+    assert titles[3] == f"all 40 informative candidates\ncorrelation r = {check['correlation'][3]:.3g}"
+    assert titles[1].startswith("first 15 selected features\n")
     x, y = fig.axes[1].collections[0].get_offsets().T
     np.testing.assert_allclose(x, check["distance"]["15"])
     np.testing.assert_allclose(y, check["force_difference"])
