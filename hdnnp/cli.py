@@ -442,9 +442,12 @@ def _echo_warnings(caught):
 @click.option("--md-check", "md_check_ps", type=float, default=2.0, show_default=True,
               help="End with this many ps of NVT MD at each prediction temperature (MD_CHECK.png).")
 @click.option("--no-md", is_flag=True, help="Skip the MD check.")
+@click.option("--learned", is_flag=True,
+              help="Bundled example: also train on its learned frames (data/example/learned, made by hdnnp learn "
+                   "with GFN1-xTB): the potential then passes the MD check, at a cost in energy accuracy (README).")
 @_pipeline_options
 def run_command(work_dir, out_dir, n_features, device, preset, optimizer, epochs, max_evals,
-                time_limit, seed, force_weight, forces, overwrite, quiet, md_check_ps, no_md, **kwargs):
+                time_limit, seed, force_weight, forces, overwrite, quiet, md_check_ps, no_md, learned, **kwargs):
     """Run every stage: prepare -> symmetry -> train -> predict -> report, then a short MD check.
 
     With no input options it runs the bundled example (from the clone's root):
@@ -469,12 +472,15 @@ def run_command(work_dir, out_dir, n_features, device, preset, optimizer, epochs
     config_path = kwargs["config_path"]
     config = load_stage_config(config_path) if config_path else {}
     if uses_example(kwargs, config_path):
-        kwargs.update(example_inputs())
+        kwargs.update(example_inputs(learned))
         learned = len(kwargs["train_files"])
         click.echo(f"No inputs named: running the bundled example ({kwargs['data_dir']}, "
                    f"train {kwargs['train'][0]}" + (f" + the learned frames of {learned} temperatures "
                                                     f"({kwargs['data_dir']}/learned)" if learned else "")
                    + f", predict {kwargs['predict'][0]}).")
+    elif learned:
+        raise HdnnpError("--learned: adds the learned frames of the bundled example; with your own inputs, name "
+                         "learned frames with --train-file learned.extxyz@T")
     selection, reading = resolve_input_options(kwargs)
     opts = resolve_stage_options(config, work_dir=work_dir, out_dir=out_dir,
                                  n_features=n_features, device=device, preset=preset,

@@ -228,3 +228,21 @@ def test_overwrite_removes_only_what_learn_made(prepared, tmp_path):
     assert learn(prepared, work, *LJ, "--iterations", "1", "--overwrite") == 0
     assert (work / "notes.txt").read_text() == "keep me" and (work / "data.h5").exists()
     assert (work / "learn.json").exists() and (work / "iter0").is_dir()
+
+
+def test_run_learned_needs_the_example_and_its_frames(tmp_path, capsys, monkeypatch):
+    from hdnnp.errors import HdnnpError
+    from hdnnp.stages.run import example_inputs
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data" / "example").mkdir(parents=True)
+    assert example_inputs()["train_files"] == ()
+    with pytest.raises(HdnnpError, match="--learned: no learned frames"):
+        example_inputs(learned=True)
+    (tmp_path / "data" / "example" / "learned").mkdir()
+    (tmp_path / "data" / "example" / "learned" / "learned.Te.673K.extxyz").write_text("")
+    assert example_inputs()["train_files"] == ()  # not by default
+    assert example_inputs(learned=True)["train_files"] == ("data/example/learned/learned.Te.673K.extxyz@673K",)
+    with pytest.raises(SystemExit):
+        main(["run", "--learned", "--train-file", "x.extxyz@300"])
+    assert "--learned: adds the learned frames of the bundled example" in capsys.readouterr().err

@@ -231,14 +231,19 @@ def uses_example(input_values: dict, config_path=None) -> bool:
     return not any(k in config for k in SELECTION_KEYS if k != "format")
 
 
-def example_inputs() -> dict:
-    """:data:`EXAMPLE_INPUTS` as command-line values; raises :class:`HdnnpError` (saying where
-    to run or what to pass) when ``data/example`` is not under the current directory."""
+def example_inputs(learned: bool = False) -> dict:
+    """:data:`EXAMPLE_INPUTS` as command-line values (with ``learned``, plus the learned frames
+    of ``data/example/learned``, which must then exist); raises :class:`HdnnpError` (saying
+    where to run or what to pass) when ``data/example`` is not under the current directory."""
     if not Path(EXAMPLE_INPUTS["data_dir"]).is_dir():
         raise HdnnpError(example_missing_message(EXAMPLE_INPUTS["data_dir"]))
+    files = learned_example_files(EXAMPLE_INPUTS["data_dir"]) if learned else ()
+    if learned and not files:
+        raise HdnnpError(f"--learned: no learned frames in {EXAMPLE_INPUTS['data_dir']}/learned "
+                         "(make them with scripts/learn_example.py)")
     return {"data_dir": EXAMPLE_INPUTS["data_dir"], "system": EXAMPLE_INPUTS["system"],
             "train": (EXAMPLE_INPUTS["train"],), "predict": (EXAMPLE_INPUTS["predict"],),
-            "train_files": learned_example_files(EXAMPLE_INPUTS["data_dir"])}
+            "train_files": files}
 
 
 def learned_example_files(data_dir) -> tuple:
