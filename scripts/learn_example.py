@@ -92,9 +92,10 @@ tblite {tblite}, Python {sys.version.split()[0]}). Do not edit by hand: run the 
 These frames were found by `hdnnp learn` (query by committee) with the potential's own MD and
 labelled with the method of the original data, GFN1-xTB through tblite (which reproduces the
 original energies to 1e-7 eV and forces to 3e-4 eV/Å). They are configurations the original
-0.6 ps trajectories never visit but MD with a potential trained on them does. `hdnnp run`
-adds them to the training set (temperature = the exploration temperature); the held-out
-773 K trajectory was never explored.
+0.6 ps trajectories never visit but MD with a potential trained on them does. `hdnnp run
+--learned` adds them to the training set (temperature = the exploration temperature); the
+held-out 773 K trajectory was never explored. What they change is measured in the README
+(section "hdnnp learn on the bundled example").
 
 Command:
 
