@@ -644,6 +644,7 @@ def _figure(state: State) -> None:
              label="force (meV/Å)")
     ax.set(xlabel="iteration", ylabel="held-out energy RMSE (meV/atom)", title="held-out errors")
     ax2.set_ylabel("held-out force RMSE (meV/Å)")
+    ax.legend(ax.get_lines() + ax2.get_lines(), ["energy (left axis)", "force (right axis)"], fontsize=8)
     for a in axes[1:]:
         a.xaxis.get_major_locator().set_params(integer=True)
     axes[0].xaxis.get_major_locator().set_params(integer=True)
