@@ -37,9 +37,6 @@ DEFAULT_ENERGY_SIGN_TOLERANCE_EV = 1e-6
 MAX_NUMBER_DENSITY = 1.0
 #: Atoms closer than this (Å) are coincident: a broken frame (the H2 bond is 0.74 Å).
 COINCIDENT_ANGSTROM = 0.1
-#: Atoms more than this many cell lengths outside the cell: broken coordinates (wrapping them
-#: loses the precision their neighbours need).
-MAX_CELLS_AWAY = 1.0e4
 
 
 def geometry_error(positions, cell, pbc) -> str | None:
@@ -62,6 +59,8 @@ def geometry_error(positions, cell, pbc) -> str | None:
             return (f"{n / volume:.3g} atoms/Å³ ({n} atoms in {volume:.3g} Å³), more than {MAX_NUMBER_DENSITY:g}; "
                     "are the lengths in the wrong unit or the cell broken?")
         frac = np.linalg.solve(cell.T, positions.T).T
+        from hdnnp.neighbors import MAX_CELLS_AWAY
+
         away = np.abs(np.where(pbc, frac, 0.0)).max()
         if away > MAX_CELLS_AWAY:
             k = int(np.argmax(np.abs(np.where(pbc, frac, 0.0)).max(axis=1)))

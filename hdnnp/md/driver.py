@@ -93,7 +93,7 @@ class MDSettings:
         limits = self.limits
         for option, value, lowest in (("--max-extrapolation", limits.max_extrapolation_excess, 0.0),
                                       ("--min-distance", limits.min_distance_angstrom, 0.0)):
-            if not (math.isfinite(value) or value == math.inf) or not value >= lowest:
+            if not value >= lowest:  # NaN fails this too; inf = no limit
                 bad(option, f"expected a limit >= {lowest:g}, got {value}")
         for option, value in (("--max-temperature", limits.max_temperature_K),
                               ("--max-force-spread", limits.max_force_spread)):
