@@ -153,6 +153,25 @@ class ZBLBaseline:
         return cls(group["pairs"][:], group["r_inner"][:], group["r_outer"][:])
 
 
+def parse_radii(text: str) -> tuple | None:
+    """``--baseline-radii R_INNER:R_OUTER`` (Å) as a pair of floats; None for an empty text."""
+    if not text:
+        return None
+    try:
+        radii = tuple(float(x) for x in text.split(":"))
+    except ValueError:
+        radii = ()
+    if len(radii) != 2:
+        raise HdnnpError(f"--baseline-radii: expected R_INNER:R_OUTER in Å, got '{text}'")
+    _check_radii(*radii)
+    return radii
+
+
+def _check_radii(r_in: float, r_out: float) -> None:
+    if not 0 < r_in < r_out:
+        raise HdnnpError(f"--baseline-radii: expected 0 < R_INNER < R_OUTER (Å), got {r_in}:{r_out}")
+
+
 def shortest_distances(frames, elements, cutoff: float) -> dict:
     """{(a, b): shortest distance (Å)} over ``frames`` (objects with positions, cell, pbc,
     species) for every unordered element pair found closer than ``cutoff``."""
@@ -180,8 +199,7 @@ def fit_baseline(frames, elements, cutoff: float, radii: tuple | None = None) ->
     pairs = [(a, b) for k, a in enumerate(elements) for b in elements[k:]]
     if radii is not None:
         r_in, r_out = float(radii[0]), float(radii[1])
-        if not 0 < r_in < r_out:
-            raise HdnnpError(f"--baseline-radii: expected 0 < R_INNER < R_OUTER (Å), got {r_in}:{r_out}")
+        _check_radii(r_in, r_out)
         return ZBLBaseline(pairs, [r_in] * len(pairs), [r_out] * len(pairs))
     found = shortest_distances(frames, elements, cutoff)
     if not found:

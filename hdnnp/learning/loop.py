@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from hdnnp.errors import HdnnpError
-from hdnnp.h5io import claim_output
+from hdnnp.h5io import atomic_output, claim_output
 from hdnnp.learning.references import parse_reference
 from hdnnp.learning.selection import select, trajectory_candidates
 
@@ -162,6 +162,14 @@ class State:
         self.save()
 
 
+def _write_extxyz(path: Path, images) -> None:
+    """Write ``images`` to ``path`` as extxyz atomically (:func:`hdnnp.h5io.atomic_output`)."""
+    from ase.io import write
+
+    with atomic_output(path, overwrite=True) as tmp:
+        write(tmp, images, format="extxyz")
+
+
 def iteration_dir(work: Path, k: int) -> Path:
     d = Path(work) / f"iter{k}"
     d.mkdir(parents=True, exist_ok=True)
@@ -281,9 +289,8 @@ def learn(prepared, work_dir, settings: LearnSettings, model=None, add_labels=No
 
 def _finish(state: State, model_k: Path, t_start: float, log) -> dict:
     final = state.work / "model.h5"
-    tmp = final.with_name(final.name + ".tmp")
-    shutil.copyfile(model_k, tmp)
-    os.replace(tmp, final)
+    with atomic_output(final, overwrite=True) as tmp:
+        shutil.copyfile(model_k, tmp)
     state.data["model"] = str(final)
     state.data["wall_s_last_session"] = time.perf_counter() - t_start
     state.save()
@@ -342,18 +349,14 @@ def _explore(model: Path, prepared: Path, d: Path, settings: LearnSettings, temp
         stored = MDSettings.from_json(h5.attrs["settings"])
     # stable: what hdnnp md's guards would have let run to the end (extrapolation stops there)
     outside = np.flatnonzero(excess > stored.limits.max_extrapolation_excess)
-    stable = status == "complete" and not len(outside)
+    ran_ps = float(t[-1]) if len(t) else 0.0
+    reasons = [] if status == "complete" else [status.replace("stopped: ", "")]
     if len(outside):
-        reason = (f"left the training domain at {t[outside[0]]:.3f} ps (feature excess {excess[outside[0]]:.3g} > "
-                  f"{stored.limits.max_extrapolation_excess:g})")
-        stable_ps = float(t[outside[0]])
-    else:
-        reason, stable_ps = ("" if stable else status.replace("stopped: ", "")), float(t[-1]) if len(t) else 0.0
-    if status != "complete" and len(outside):
-        reason += "; " + status.replace("stopped: ", "")
-    return dict(condition=label, temperature_K=temperature, file=out.name, stable=stable, time_ps=stable_ps,
-                ran_ps=float(t[-1]) if len(t) else 0.0, requested_ps=stored.n_steps * settings.timestep_fs * 1e-3,
-                reason=reason)
+        reasons.insert(0, f"left the training domain at {t[outside[0]]:.3f} ps (feature excess "
+                          f"{excess[outside[0]]:.3g} > {stored.limits.max_extrapolation_excess:g})")
+    return dict(condition=label, temperature_K=temperature, file=out.name, stable=not reasons,
+                time_ps=float(t[outside[0]]) if len(outside) else ran_ps, ran_ps=ran_ps,
+                requested_ps=stored.n_steps * settings.timestep_fs * 1e-3, reason="; ".join(reasons))
 
 
 # -- (b) select ---------------------------------------------------------------------------------
@@ -362,7 +365,6 @@ def _explore(model: Path, prepared: Path, d: Path, settings: LearnSettings, temp
 def _select(d: Path, runs: list, settings: LearnSettings, threshold: float, k: int) -> list:
     import h5py
     from ase import Atoms
-    from ase.io import write
 
     candidates = []
     for r in runs:
@@ -386,9 +388,7 @@ def _select(d: Path, runs: list, settings: LearnSettings, threshold: float, k: i
                           md_file=f"iter{k}/{r['file']}", md_frame=c.frame, time_ps=c.time_ps,
                           force_spread=c.force_spread, extrapolation_excess=c.extrapolation_excess)
         images.append(atoms)
-    tmp = d / "selected.extxyz.tmp"
-    write(tmp, images, format="extxyz")
-    os.replace(tmp, d / "selected.extxyz")
+    _write_extxyz(d / "selected.extxyz", images)
     return chosen
 
 
@@ -409,9 +409,7 @@ def _label(d: Path, reference, add_labels, k: int, log) -> int:
             atoms.calc = SinglePointCalculator(atoms, energy=f.energy, forces=f.forces)
             atoms.info["reference"] = f"external ({', '.join(Path(p).name for p in add_labels)})"
             images.append(atoms)
-        tmp = d / "labels.extxyz.tmp"
-        write(tmp, images, format="extxyz")
-        os.replace(tmp, labels_path)
+        _write_extxyz(labels_path, images)
         return len(images)
     if reference.external:
         if not selected:
@@ -483,16 +481,14 @@ def _read_labels(files, selected):
 
 def _collect_learned(work: Path, k: int) -> int:
     """Rewrite ``learned.extxyz`` as the labels of iterations 1..k (atomic); returns its frame count."""
-    from ase.io import read, write
+    from ase.io import read
 
     images = []
     for j in range(1, k + 1):
         p = work / f"iter{j}" / "labels.extxyz"
         if p.exists() and p.stat().st_size:
             images += read(p, index=":")
-    tmp = work / (LEARNED_FILE + ".tmp")
-    write(tmp, images, format="extxyz")
-    os.replace(tmp, work / LEARNED_FILE)
+    _write_extxyz(work / LEARNED_FILE, images)
     return len(images)
 
 
@@ -503,7 +499,7 @@ def _augment(prepared: Path, learned: Path, output: Path) -> Path:
     from ase.io import read
 
     from hdnnp.frames import Frame
-    from hdnnp.h5io import FrameSetWriter, atomic_output, iter_frame_chunks, write_root_attrs
+    from hdnnp.h5io import FrameSetWriter, iter_frame_chunks, write_root_attrs
 
     images = read(learned, index=":") if learned.exists() and learned.stat().st_size else []
     with atomic_output(output, overwrite=True) as tmp, h5py.File(prepared, "r") as src, h5py.File(tmp, "w") as out:
@@ -613,13 +609,13 @@ def _evaluate(model: Path, data: Path, d: Path, settings: LearnSettings, quiet: 
 
 
 def _figure(state: State) -> None:
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from hdnnp.plots import save_figure
 
     its = state.data["iterations"]
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    fig = Figure(figsize=(13, 3.8))
+    axes = fig.subplots(1, 3)
     conditions = state.data["settings"]["temperatures"]
     ax = axes[0]
     for t in conditions:
@@ -650,7 +646,4 @@ def _figure(state: State) -> None:
     axes[0].xaxis.get_major_locator().set_params(integer=True)
     fig.suptitle(state.data.get("status", ""), fontsize=9)
     fig.tight_layout()
-    tmp = state.work / (FIGURE + ".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, state.work / FIGURE)
+    save_figure(fig, state.work / FIGURE)

@@ -365,21 +365,12 @@ def train(symmetry_path, output_path, options: TrainOptions, overwrite: bool = F
 def make_baseline(options: TrainOptions, group, feature_set):
     """The repulsive baseline of ``--baseline`` for the frames of ``group`` (None for ``none``):
     radii from ``--baseline-radii`` or from the shortest distances in the frames."""
-    from hdnnp.baseline import KINDS, fit_baseline, iter_frames
+    from hdnnp.baseline import fit_baseline, iter_frames, parse_radii
 
-    if options.baseline not in KINDS:
-        raise HdnnpError(f"--baseline: expected one of {', '.join(KINDS)}, got '{options.baseline}'")
     if options.baseline == "none":
         return None
-    radii = None
-    if options.baseline_radii:
-        try:
-            radii = tuple(float(x) for x in options.baseline_radii.split(":"))
-        except ValueError:
-            radii = ()
-        if len(radii) != 2:
-            raise HdnnpError(f"--baseline-radii: expected R_INNER:R_OUTER in Å, got '{options.baseline_radii}'")
-    return fit_baseline(iter_frames(group), feature_set.elements, feature_set.cutoff, radii)
+    return fit_baseline(iter_frames(group), feature_set.elements, feature_set.cutoff,
+                        parse_radii(options.baseline_radii))
 
 
 def _check_finite_data(data, symmetry_path, most: int = 5) -> None:

@@ -128,6 +128,11 @@ def make_options(preset: str = "default", **overrides) -> TrainOptions:
     if any(h < 1 for h in opts.hidden):
         raise HdnnpError("hidden layer widths must be positive")
     _check_ranges(opts)
+    from hdnnp.baseline import KINDS, parse_radii
+
+    if opts.baseline not in KINDS:
+        raise HdnnpError(f"--baseline: expected one of {', '.join(KINDS)}, got '{opts.baseline}'")
+    parse_radii(opts.baseline_radii)  # before any work: a malformed --baseline-radii is one line
     return opts
 
 
