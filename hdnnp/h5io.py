@@ -146,6 +146,7 @@ def claim_output(path) -> None:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
+            holder = ""
             with contextlib.suppress(OSError):
                 holder = os.pread(fd, 500, 0).decode(errors="replace").strip()
             os.close(fd)

@@ -73,7 +73,7 @@ def _energy_trace(ax, x, pset: PredictionSet, xlabel: str, order=None) -> None:
 
 def _temperature_bands(ax, temps) -> None:
     """Shade alternate runs of equal temperature and label each with its temperature."""
-    edges = np.flatnonzero(np.diff(temps) != 0) + 1
+    edges = np.flatnonzero(temps[1:] != temps[:-1]) + 1  # (inf, inf: unknown temperatures, one band)
     starts, stops = np.concatenate([[0], edges]), np.concatenate([edges, [len(temps)]])
     for k, (a, b) in enumerate(zip(starts, stops)):
         if k % 2:

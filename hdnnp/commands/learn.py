@@ -36,7 +36,7 @@ from hdnnp.md.driver import ENSEMBLES
               help="Most frames labelled per iteration (K).")
 @click.option("--spread-threshold", default="auto", show_default=True, metavar="EV_PER_A|auto",
               help="Force spread (largest std of a force component over the members, eV/Å) that makes a frame a "
-                   "candidate; auto: 2 x the 95th percentile over the training frames of the current committee.")
+                   "candidate; auto: 2 x the 95th percentile over the original training frames of the current committee.")
 @click.option("--spread-max", type=float, default=math.inf,
               help="Frames with a larger force spread are not labelled, and the MD stops there (eV/Å) [no limit].")
 @click.option("--extrapolation-threshold", type=float, default=0.05, show_default=True,

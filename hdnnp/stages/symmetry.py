@@ -108,9 +108,7 @@ def symmetry(prepared_path, output_path, n_features: int = DEFAULT_N_FEATURES, d
         else:
             elements = sorted({int(z) for s in sets for z in np.unique(src[s]["atoms/species"][:])})
         fs = FeatureSet.default(elements, cutoff=cutoff)
-        if isinstance(features, dict):  # per element: {Z: candidate indices}
-            features = {int(z): [int(c) for c in cs] for z, cs in features.items()}
-        elif features is not None:
+        if features is not None:
             features = [int(c) for c in features]
         n_frames = {s: len(src[s]["frames/atom_offset"]) - 1 for s in sets}
         summary = {"device": device, "n_candidates": fs.n_candidates, "sets": {}}

@@ -147,25 +147,21 @@ def _check_ranges(opts: TrainOptions) -> None:
     def finite(x):
         return isinstance(x, (int, float)) and math.isfinite(x)
 
-    checks = [
-        ("--learning-rate", finite(opts.learning_rate) and opts.learning_rate > 0, "a step size > 0"),
-        ("--force-weight", finite(opts.force_weight), "a finite weight (negative: automatic)"),
-        ("--seed", isinstance(opts.seed, int) and 0 <= opts.seed < 2 ** 32 - 1000, "an integer in [0, 2³²)"),
-        ("--epochs", opts.epochs >= 0, "a number of epochs >= 0"),
-        ("--patience", opts.patience >= -1, "a number of epochs >= 0 (0: never stop early)"),
-        ("--checkpoint-every", opts.checkpoint_every >= 0, "a number of epochs >= 0"),
-        ("--max-evals", opts.max_evals >= 0, "a number of evaluations >= 0"),
-        ("--weight-bound", finite(opts.weight_bound) and opts.weight_bound >= 0, "a bound >= 0 (0: none)"),
-        ("--time-limit", finite(opts.time_limit) and opts.time_limit >= 0, "seconds >= 0 (0: none)"),
-        ("--max-memory", finite(opts.max_memory_mb) and opts.max_memory_mb > 0, "MiB > 0"),
-        ("--hidden", all(h <= MAX_HIDDEN_WIDTH for h in opts.hidden) and len(opts.hidden) <= 16,
+    o = opts
+    checks = [  # (option, its value, acceptable, what is expected)
+        ("--learning-rate", o.learning_rate, finite(o.learning_rate) and o.learning_rate > 0, "a step size > 0"),
+        ("--force-weight", o.force_weight, finite(o.force_weight), "a finite weight (negative: automatic)"),
+        ("--seed", o.seed, isinstance(o.seed, int) and 0 <= o.seed < 2 ** 32 - 1000, "an integer in [0, 2³²)"),
+        ("--epochs", o.epochs, o.epochs >= 0, "a number of epochs >= 0"),
+        ("--patience", o.patience, o.patience >= -1, "a number of epochs >= 0 (0: never stop early)"),
+        ("--checkpoint-every", o.checkpoint_every, o.checkpoint_every >= 0, "a number of epochs >= 0"),
+        ("--max-evals", o.max_evals, o.max_evals >= 0, "a number of evaluations >= 0"),
+        ("--weight-bound", o.weight_bound, finite(o.weight_bound) and o.weight_bound >= 0, "a bound >= 0 (0: none)"),
+        ("--time-limit", o.time_limit, finite(o.time_limit) and o.time_limit >= 0, "seconds >= 0 (0: none)"),
+        ("--max-memory", o.max_memory_mb, finite(o.max_memory_mb) and o.max_memory_mb > 0, "MiB > 0"),
+        ("--hidden", ",".join(map(str, o.hidden)), all(h <= MAX_HIDDEN_WIDTH for h in o.hidden) and len(o.hidden) <= 16,
          f"at most 16 layers of at most {MAX_HIDDEN_WIDTH} neurons"),
     ]
-    for option, ok, expected in checks:
+    for option, value, ok, expected in checks:
         if not ok:
-            value = {"--learning-rate": opts.learning_rate, "--force-weight": opts.force_weight,
-                     "--seed": opts.seed, "--epochs": opts.epochs, "--patience": opts.patience,
-                     "--checkpoint-every": opts.checkpoint_every, "--max-evals": opts.max_evals,
-                     "--weight-bound": opts.weight_bound, "--time-limit": opts.time_limit,
-                     "--max-memory": opts.max_memory_mb, "--hidden": ",".join(map(str, opts.hidden))}[option]
             raise HdnnpError(f"{option}: expected {expected}, got {value}")
