@@ -218,6 +218,9 @@ def _parse_hidden(text):
 @click.option("--optimizer", type=click.Choice(["lbfgs", "adam", "ekf", "derivative-free"]), default=None,
               help="Optimiser [preset default: ekf].")
 @click.option("--hidden", default=None, help="Hidden layer widths, e.g. 15,15 [preset].")
+@click.option("--activation", default=None,
+              help="Hidden-layer activation: tanh, softplus or logistic, or one per layer, e.g. softplus,tanh "
+                   "[tanh].")
 @click.option("--epochs", type=int, default=None,
               help="Max epochs in total, counting those before --resume (lbfgs: iterations; adam/ekf: "
                    "passes over the boxes; derivative-free: Powell sweeps) [optimiser default].")
@@ -598,12 +601,15 @@ def study_command(config_path, data_dir, system, sets, predict, presets, seeds, 
 
 def _register_commands():
     from hdnnp.commands.analyze import analyze_command
+    from hdnnp.commands.interop import export_command, import_command
     from hdnnp.commands.learn import learn_command
     from hdnnp.commands.md import md_command
 
     cli.add_command(md_command)
     cli.add_command(learn_command)
     cli.add_command(analyze_command)
+    cli.add_command(export_command)
+    cli.add_command(import_command)
 
 
 _register_commands()

@@ -82,6 +82,42 @@ def atomic_output(path, overwrite: bool = False) -> Iterator[Path]:
         release_output(path)
 
 
+@contextlib.contextmanager
+def atomic_directory(path, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a new temporary directory next to ``path``; on success it becomes ``path``.
+
+    Like :func:`atomic_output` for a directory of files: on any exception the temporary
+    directory is removed and an existing ``path`` is untouched; an existing ``path`` is refused
+    unless ``overwrite``, and then replaced only after the new one is complete.
+    """
+    import shutil
+
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise HdnnpError(f"{path}: exists and is not a directory")
+    if path.exists() and not overwrite:
+        raise HdnnpError(f"{path}: exists already; pass --overwrite to replace it")
+    if not path.parent.exists():
+        raise HdnnpError(f"{path.parent}: output directory does not exist")
+    claim_output(path)
+    tmp = path.parent / f".{path.name[:200]}.tmp-{os.getpid()}"
+    old = path.parent / f".{path.name[:200]}.old-{os.getpid()}"
+    try:
+        tmp.mkdir()
+        yield tmp
+        if path.exists():
+            os.replace(path, old)
+        os.replace(tmp, path)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old.exists() and not path.exists():
+            os.replace(old, path)
+        raise
+    finally:
+        release_output(path)
+
+
 def save_or_rescue(save, path, what: str = "the result") -> None:
     """``save(path)``; if that fails with an OSError (disk full, directory gone or read-only at
     the end of a long run), ``save`` into a rescue file in the temporary directory (``$TMPDIR``)
@@ -539,7 +575,10 @@ def check_feature_sets_match(expected, found, expected_label, found_label) -> No
         fail(f"cutoff {float(found.cutoff):g} Å vs {float(expected.cutoff):g} Å")
     if len(expected.kind) != len(found.kind):
         fail(f"{len(found.kind)} candidates vs {len(expected.kind)}")
-    for name in ("kind", "neighbor_a", "neighbor_b", "eta", "rs", "zeta", "lambda_"):
+    if (int(expected.cutoff_type), float(expected.cutoff_alpha)) != (int(found.cutoff_type), float(found.cutoff_alpha)):
+        fail(f"cutoff type {found.cutoff_type} (alpha {found.cutoff_alpha:g}) vs {expected.cutoff_type} "
+             f"(alpha {expected.cutoff_alpha:g})")
+    for name in ("kind", "neighbor_a", "neighbor_b", "eta", "rs", "zeta", "lambda_", "rc"):
         a, b = np.asarray(getattr(expected, name)), np.asarray(getattr(found, name))
         if not np.allclose(a, b, rtol=1e-12, atol=0.0):
             fail(f"candidate grid differs in {name.rstrip('_')}")
@@ -554,3 +593,7 @@ def check_feature_sets_match(expected, found, expected_label, found_label) -> No
             a, b = np.asarray(a), np.asarray(b)
             if a.shape != b.shape or not np.allclose(a, b, rtol=1e-12, atol=0.0, equal_nan=True):
                 fail(f"{symbol(z)}: {'selected features' if name == 'selected' else 'scaling ' + name} differ")
+        a, b = expected.scaling.get(z), found.scaling.get(z)
+        if (a is None) != (b is None) or (a is not None and not all(
+                np.shape(x) == np.shape(y) and np.allclose(x, y, rtol=1e-12, atol=0.0) for x, y in zip(a, b))):
+            fail(f"{symbol(z)}: scaling differs")

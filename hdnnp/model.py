@@ -123,8 +123,10 @@ class Potential:
         hidden = tuple(int(h) for h in nets.attrs["hidden"])
         activation = nets.attrs.get("activation", nn.ACTIVATION)
         activation = activation.decode() if isinstance(activation, bytes) else str(activation)
-        if activation != nn.ACTIVATION:
-            raise HdnnpError(f"model activation '{activation}' is not supported (only {nn.ACTIVATION})")
+        try:
+            nn.layer_activations(activation, len(hidden))
+        except ValueError as exc:
+            raise HdnnpError(f"{h5.filename}: networks: {exc}") from None
         n_inputs = {z: int(nets[symbol(z)].attrs["n_inputs"]) for z in elements}
         arch = nn.Architecture(elements=elements, n_inputs=n_inputs, hidden=hidden, activation=activation)
         parts = []
@@ -193,7 +195,7 @@ class Potential:
             if len(d.atom_index) == 0:
                 continue
             w, b = views[z]
-            e, cache = nn.forward(w, b, xp.asarray(d.values), xp)
+            e, cache = nn.forward(w, b, xp.asarray(d.values), xp, self.architecture.activation)
             atomic[xp.asarray(d.atom_index)] = e
             if forces or stress:
                 g = nn.input_gradient(w, cache, xp)
@@ -241,7 +243,7 @@ class Potential:
             energy, atomic = energy + e_b, atomic + atomic_b
             f = f + f_b if forces else f
             strain = [strain[0] + strain_b] if stress else strain
-        count, excess = extrapolation_of(desc)
+        count, excess = extrapolation_of(desc, self.feature_set)
         p = Prediction(energy=float(energy), atomic_energies=atomic, forces=f,
                        stress=strain[0] / abs(np.linalg.det(cell)) if stress else None,
                        extrapolation_count=count, extrapolation_max_excess=excess)
@@ -283,12 +285,16 @@ def extrapolation_message(set_name: str, n_extrapolating: int, n_frames: int, n_
             "are less reliable")
 
 
-def extrapolation_of(descriptors: dict, tolerance: float = EXTRAPOLATION_TOLERANCE) -> tuple[int, float]:
+def extrapolation_of(descriptors: dict, feature_set=None,
+                     tolerance: float = EXTRAPOLATION_TOLERANCE) -> tuple[int, float]:
     """(count, largest excess) of the scaled features of one box outside the training range:
-    count from :func:`outside_training_range`, excess = max(|x'|) − 1 (0 if none)."""
+    count from :func:`outside_training_range`, excess = max(|x'|) − 1 (0 if none), x' on the
+    training-range scale (:meth:`FeatureSet.unit_scaled`, for imported scalings)."""
     total, excess = 0, 0.0
-    for d in descriptors.values():
+    for z, d in descriptors.items():
         v = np.asarray(d.values.get() if hasattr(d.values, "get") else d.values)
+        if feature_set is not None:
+            v = feature_set.unit_scaled(z, v)
         if v.size == 0:
             continue
         total += int(outside_training_range(v, tolerance).sum())

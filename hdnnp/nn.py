@@ -4,9 +4,13 @@ mixed derivatives, written once for NumPy and CuPy (``xp``).
 One feed-forward network per element, shared by every atom of that element::
 
     a_0 = G_i                                  scaled descriptors of atom i, (n_features,)
-    z_l = a_{l-1} W_l + b_l,  a_l = tanh(z_l)  hidden layers l = 1 .. L-1
+    z_l = a_{l-1} W_l + b_l,  a_l = f_l(z_l)   hidden layers l = 1 .. L-1
     E_i = a_{L-1} W_L + b_L                    linear output: atomic energy, eV
     E_box = sum_i E_i
+
+Activations f_l (:data:`ACTIVATIONS`; one for all hidden layers or one per layer, n2p2's letters
+in brackets): ``tanh`` [t]; ``softplus`` [p] f = ln(1 + e^z), f' = σ(z), f'' = σ(1 − σ);
+``logistic`` [s] f = σ(z) = 1/(1 + e^−z), f' = σ(1 − σ), f'' = f'(1 − 2σ); ``linear`` [l] f = z.
 
 Rows are batched: every atom of every box in a batch is one row of a matrix, so one matrix
 product per layer and element evaluates a whole batch of boxes.
@@ -33,6 +37,48 @@ import numpy as np
 
 ACTIVATION = "tanh"
 
+#: Hidden-layer activations: name -> (n2p2's letter, f(z) -> (a, f'(z), f''(z))).
+def _tanh(z, xp):
+    a = xp.tanh(z)
+    d1 = 1.0 - a * a
+    return a, d1, -2.0 * a * d1
+
+
+def _logistic_of(z, xp):
+    return 0.5 * (1.0 + xp.tanh(0.5 * z))  # σ(z) without overflow
+
+
+def _softplus(z, xp):
+    sig = _logistic_of(z, xp)
+    return xp.maximum(z, 0.0) + xp.log1p(xp.exp(-xp.abs(z))), sig, sig * (1.0 - sig)
+
+
+def _logistic(z, xp):
+    a = _logistic_of(z, xp)
+    d1 = a * (1.0 - a)
+    return a, d1, d1 * (1.0 - 2.0 * a)
+
+
+def _linear(z, xp):
+    return z, xp.ones_like(z), xp.zeros_like(z)
+
+
+ACTIVATIONS = {"tanh": ("t", _tanh), "softplus": ("p", _softplus), "logistic": ("s", _logistic),
+               "linear": ("l", _linear)}
+
+
+def layer_activations(activation: str, n_hidden: int) -> list[str]:
+    """Per hidden layer activation names from ``"tanh"`` (all layers) or ``"tanh,softplus"``."""
+    names = [a.strip() for a in str(activation).split(",")]
+    if len(names) == 1:
+        names = names * n_hidden
+    unknown = [a for a in names if a not in ACTIVATIONS]
+    if unknown:
+        raise ValueError(f"unknown activation '{unknown[0]}' (choose from {', '.join(ACTIVATIONS)})")
+    if len(names) != n_hidden:
+        raise ValueError(f"{len(names)} activations for {n_hidden} hidden layers")
+    return names
+
 
 def scatter_add_rows(xp, index, values, n: int):
     """``out[index[p]] += values[p]`` for rows p; ``out`` has shape (n, *values.shape[1:])."""
@@ -53,20 +99,28 @@ def scatter_add_rows(xp, index, values, n: int):
 
 @dataclass
 class ForwardCache:
-    """Hidden activations a_0 (= input) .. a_{L-1} of one element's rows."""
+    """Hidden activations a_0 (= input) .. a_{L-1} of one element's rows and, per hidden layer
+    m >= 1, f'(z_m) and f''(z_m) (index 0 unused)."""
 
     activations: list
+    d1: list
+    d2: list
 
 
-def forward(weights, biases, x, xp=np):
-    """Atomic energies E_i (n_rows,) eV and the cache for the backward passes."""
+def forward(weights, biases, x, xp=np, activation: str = ACTIVATION):
+    """Atomic energies E_i (n_rows,) eV and the cache for the backward passes.
+
+    ``activation``: one name of :data:`ACTIVATIONS` for every hidden layer, or a comma-separated
+    list with one per hidden layer (:func:`layer_activations`)."""
     a = x
-    acts = [x]
-    for W, b in zip(weights[:-1], biases[:-1]):
-        a = xp.tanh(a @ W + b)
+    acts, d1s, d2s = [x], [None], [None]
+    for W, b, name in zip(weights[:-1], biases[:-1], layer_activations(activation, len(weights) - 1)):
+        a, d1, d2 = ACTIVATIONS[name][1](a @ W + b, xp)
         acts.append(a)
+        d1s.append(d1)
+        d2s.append(d2)
     y = a @ weights[-1] + biases[-1]
-    return y[:, 0], ForwardCache(acts)
+    return y[:, 0], ForwardCache(acts, d1s, d2s)
 
 
 def input_gradient(weights, cache: ForwardCache, xp=np):
@@ -75,7 +129,7 @@ def input_gradient(weights, cache: ForwardCache, xp=np):
     n = acts[0].shape[0]
     delta = xp.broadcast_to(weights[-1][:, 0], (n, weights[-1].shape[0]))
     for m in range(len(acts) - 1, 0, -1):
-        delta = (delta * (1.0 - acts[m] ** 2)) @ weights[m - 1].T
+        delta = (delta * cache.d1[m]) @ weights[m - 1].T
     return delta
 
 
@@ -88,8 +142,8 @@ def backward(weights, cache: ForwardCache, energy_adjoint=None, input_adjoint=No
     either may be None (zero). Returns (dS/dW list, dS/db list).
 
     Tangent forward (u pushed through the linearised network): t_0 = u, s_l = t_{l-1} W_l,
-    t_l = tanh'(z_l) s_l; the output tangent s_L equals dE/dG . u. Reverse pass over both
-    paths with tanh' = 1 - a², tanh'' = -2 a (1 - a²).
+    t_l = f'(z_l) s_l; the output tangent s_L equals dE/dG . u. Reverse pass over both
+    paths with f' and f'' from the forward cache.
     """
     acts = cache.activations
     n_layers = len(weights)
@@ -103,7 +157,7 @@ def backward(weights, cache: ForwardCache, energy_adjoint=None, input_adjoint=No
         for m in range(1, n_layers):
             s = t @ weights[m - 1]
             s_list[m] = s
-            t = (1.0 - acts[m] ** 2) * s
+            t = cache.d1[m] * s
             t_list[m] = t
     dz = (xp.zeros((n, 1)) if energy_adjoint is None else energy_adjoint.reshape(n, 1))
     ds = None if input_adjoint is None else xp.ones((n, 1))
@@ -118,12 +172,11 @@ def backward(weights, cache: ForwardCache, energy_adjoint=None, input_adjoint=No
         grad_b[k] = dz.sum(axis=0)
         if k == 0:
             break
-        a = acts[k]
-        d1 = 1.0 - a ** 2
+        d1 = cache.d1[k]
         da = dz @ W.T
         if ds is not None:
             dt = ds @ W.T
-            dz = d1 * da + (-2.0 * a * d1) * s_list[k] * dt
+            dz = d1 * da + cache.d2[k] * s_list[k] * dt
             ds = d1 * dt
         else:
             dz = d1 * da

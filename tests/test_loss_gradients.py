@@ -9,10 +9,10 @@ from hdnnp.training.loss import element_reference_energies, evaluate
 from _nn_fixtures import random_data
 
 
-def _setup(seed=1, hidden=(5, 4)):
+def _setup(seed=1, hidden=(5, 4), activation="tanh"):
     rng = np.random.default_rng(seed)
     data = random_data(rng)
-    arch = nn.Architecture(elements=data.elements, n_inputs={29: 4, 16: 3}, hidden=hidden)
+    arch = nn.Architecture(elements=data.elements, n_inputs={29: 4, 16: 3}, hidden=hidden, activation=activation)
     theta = nn.init_parameters(arch, rng, {29: -1.0, 16: -2.0}, output_scale=1.0)
     theta += 0.1 * rng.normal(size=theta.shape)
     return data, arch, theta
@@ -22,9 +22,10 @@ def _fd_gradient(fun, theta, h=1e-6):
     return np.array([(fun(theta + h * e) - fun(theta - h * e)) / (2 * h) for e in np.eye(len(theta))])
 
 
+@pytest.mark.parametrize("activation", ["tanh", "softplus"])
 @pytest.mark.parametrize("force_weight", [0.0, 0.3])
-def test_loss_gradient_finite_differences(force_weight):
-    data, arch, theta = _setup()
+def test_loss_gradient_finite_differences(force_weight, activation):
+    data, arch, theta = _setup(activation=activation)
     ev = evaluate(arch, theta, data, force_weight=force_weight)
     fd = _fd_gradient(lambda t: evaluate(arch, t, data, force_weight, gradient=False).loss, theta)
     np.testing.assert_allclose(ev.gradient, fd, rtol=1e-6, atol=1e-8 * np.abs(fd).max())

@@ -1,6 +1,7 @@
 """Element-network maths against finite differences and hand-computed values."""
 
 import numpy as np
+import pytest
 
 from hdnnp import nn
 
@@ -37,20 +38,54 @@ def test_unflatten_gives_views_in_documented_order():
     np.testing.assert_array_equal(b[1], [10])
 
 
-def test_input_gradient_finite_differences():
+ACTIVATION_CASES = ["tanh", "softplus", "logistic", "linear", "softplus,tanh"]
+
+
+@pytest.mark.parametrize("name, f", [
+    ("softplus", lambda z: np.log(1.0 + np.exp(z))),
+    ("logistic", lambda z: 1.0 / (1.0 + np.exp(-z))),
+    ("linear", lambda z: z),
+])
+def test_activations_match_their_formulas(name, f):
+    z = np.linspace(-8.0, 8.0, 33)
+    a, d1, d2 = nn.ACTIVATIONS[name][1](z, np)
+    np.testing.assert_allclose(a, f(z), rtol=1e-13, atol=1e-15)
+    h = 1e-5
+    np.testing.assert_allclose(d1, (f(z + h) - f(z - h)) / (2 * h), rtol=1e-8, atol=1e-11)
+    d1p, d1m = nn.ACTIVATIONS[name][1](z + h, np)[1], nn.ACTIVATIONS[name][1](z - h, np)[1]
+    np.testing.assert_allclose(d2, (d1p - d1m) / (2 * h), rtol=1e-7, atol=1e-10)
+    # no overflow far out (softplus of a large argument is the argument)
+    assert np.all(np.isfinite(nn.ACTIVATIONS[name][1](np.array([-800.0, 800.0]), np)[0]))
+
+
+def test_forward_per_layer_activations():
     arch, theta, w, b, x, _ = _net()
-    _, cache = nn.forward(w, b, x)
+    e, _ = nn.forward(w, b, x, activation="softplus,logistic")
+    h1 = np.log1p(np.exp(x @ w[0] + b[0]))
+    h2 = 1.0 / (1.0 + np.exp(-(h1 @ w[1] + b[1])))
+    np.testing.assert_allclose(e, h2 @ w[2][:, 0] + b[2][0], rtol=1e-13)
+    with pytest.raises(ValueError, match="3 activations for 2 hidden"):
+        nn.forward(w, b, x, activation="tanh,tanh,tanh")
+    with pytest.raises(ValueError, match="unknown activation 'relu'"):
+        nn.forward(w, b, x, activation="relu")
+
+
+@pytest.mark.parametrize("activation", ACTIVATION_CASES)
+def test_input_gradient_finite_differences(activation):
+    arch, theta, w, b, x, _ = _net()
+    _, cache = nn.forward(w, b, x, activation=activation)
     g = nn.input_gradient(w, cache)
     h = 1e-6
     for k in range(x.shape[1]):
         xp_, xm = x.copy(), x.copy()
         xp_[:, k] += h
         xm[:, k] -= h
-        fd = (nn.forward(w, b, xp_)[0] - nn.forward(w, b, xm)[0]) / (2 * h)
-        np.testing.assert_allclose(g[:, k], fd, rtol=1e-7, atol=1e-10)
+        fd = (nn.forward(w, b, xp_, activation=activation)[0] - nn.forward(w, b, xm, activation=activation)[0]) / (2 * h)
+        np.testing.assert_allclose(g[:, k], fd, rtol=1e-7, atol=1e-9)
 
 
-def test_backward_energy_and_mixed_derivative_finite_differences():
+@pytest.mark.parametrize("activation", ACTIVATION_CASES)
+def test_backward_energy_and_mixed_derivative_finite_differences(activation):
     """S(theta) = sum c_i E_i + sum u_i . dE_i/dG_i, gradient checked by central differences."""
     arch, theta, _, _, x, rng = _net()
     c = rng.normal(size=x.shape[0])
@@ -58,11 +93,11 @@ def test_backward_energy_and_mixed_derivative_finite_differences():
 
     def S(th):
         w, b = nn.unflatten(arch, th)[52]
-        e, cache = nn.forward(w, b, x)
+        e, cache = nn.forward(w, b, x, activation=activation)
         return c @ e + np.sum(u * nn.input_gradient(w, cache))
 
     w, b = nn.unflatten(arch, theta)[52]
-    _, cache = nn.forward(w, b, x)
+    _, cache = nn.forward(w, b, x, activation=activation)
     grads = nn.backward(w, cache, c, u)
     grad = nn.flatten_gradients(arch, {52: grads})
     h = 1e-6

@@ -201,3 +201,31 @@ def test_lbfgs_with_batch_boxes_follows_the_one_pass_run(teacher_data):
     np.testing.assert_allclose(runs[1].theta, runs[0].theta, rtol=1e-6, atol=1e-9)
     with pytest.raises(HdnnpError, match="--batch-boxes"):
         make_options("default", batch_boxes=0)
+
+
+@pytest.mark.parametrize("optimizer,kw", [("lbfgs", dict(epochs=500)), ("ekf", dict(epochs=8))])
+def test_softplus_networks_train(optimizer, kw):
+    """The other activations train through the same gradients (nn tests check them by finite
+    differences): a softplus student learns a softplus teacher. Measured ratios (2-core CPU):
+    lbfgs 0.014/0.013, ekf 0.009/0.015 (energy/force); the bounds leave a factor >= 3.5."""
+    rng = np.random.default_rng(5)
+    data = random_data(rng, n_frames=40, n_features=NF, n_atoms_range=(4, 9), force_fraction=1.0)
+    teacher = nn.Architecture(elements=(16, 29), n_inputs=NF, hidden=(3,), activation="softplus")
+    teacher_labels(data, teacher, nn.init_parameters(teacher, rng, {29: -1.0, 16: -2.0}, output_scale=0.3))
+    train, val = data.subset(np.arange(32)), data.subset(np.arange(32, 40))
+    opts = make_options("default", optimizer=optimizer, patience=0, activation="softplus", hidden=(6,), **kw)
+    arch = nn.Architecture(elements=(16, 29), n_inputs=NF, hidden=opts.hidden, activation=opts.activation)
+    theta0, ref = initial_parameters(arch, train, seed=0)
+    result = train_networks(arch, train, val, opts, theta0, ref, quiet=True)
+    sigma_e, sigma_f = data_statistics(val, ref)
+    ev = evaluate(arch, result.theta, val, 0.0, gradient=False, forces=True)
+    assert np.sqrt(ev.energy_mse_per_atom) / sigma_e < 0.05
+    assert np.sqrt(ev.force_mse) / sigma_f < 0.08
+
+
+def test_activation_option_is_checked():
+    assert make_options("default", activation="softplus,tanh").activation == "softplus,tanh"
+    with pytest.raises(HdnnpError, match="--activation: unknown activation 'relu'"):
+        make_options("default", activation="relu")
+    with pytest.raises(HdnnpError, match="--activation: 3 activations for 2 hidden layers"):
+        make_options("default", activation="tanh,tanh,tanh")

@@ -15,6 +15,16 @@ element, ``n_features`` candidates after dropping the degenerate ones (see
 selected candidate for the ranging to [-1, 1]::
 
     x' = 2 (x - min) / (max - min) - 1          (x' = 0 for a feature constant in training)
+
+Imported potentials (:mod:`hdnnp.interop.n2p2`) may carry what hdnnp's own grids never use: a
+cutoff radius per candidate (``rc``), n2p2's other cutoff types (``cutoff_type``,
+``cutoff_alpha``), shifted angular functions (``rs`` of a G4/G5), the wide angular G5 (kind 5)
+and another affine scaling per selected feature, ``scaling[Z] = (center, factor, offset)``::
+
+    x' = (x − center) · factor + offset
+
+(hdnnp's ranging is center = min, factor = 2/(max − min), offset = −1.) Extrapolation is
+always judged on the training range [min, max] (:meth:`FeatureSet.unit_scaled`).
 """
 
 from __future__ import annotations
@@ -49,9 +59,10 @@ def element_pairs(elements) -> list[tuple[int, int]]:
 class FeatureSet:
     """Candidate symmetry functions of a system, the selection and the ranging fitted on training data.
 
-    Candidate arrays (all of length ``n_candidates``): ``kind`` (2 or 4), ``neighbor_a``,
-    ``neighbor_b`` (atomic numbers; 0 for G2's second), ``eta`` (Å⁻²), ``rs`` (Å; 0 for G4),
-    ``zeta`` and ``lambda_`` (0 for G2). After :meth:`fit`: ``selected[Z]`` (candidate indices
+    Candidate arrays (all of length ``n_candidates``): ``kind`` (2, 4 or 5: G2, narrow G4, wide
+    G5), ``neighbor_a``, ``neighbor_b`` (atomic numbers; 0 for G2's second), ``eta`` (Å⁻²),
+    ``rs`` (Å; 0 for hdnnp's G4), ``zeta`` and ``lambda_`` (0 for G2), ``rc`` (Å; default
+    ``cutoff`` for all; ``cutoff`` is the largest, the neighbour-list radius). After :meth:`fit`: ``selected[Z]`` (candidate indices
     in order of selection, most informative first for CUR/FPS), ``min[Z]``/``max[Z]`` (training
     range of the selected features), ``candidate_min[Z]``/``candidate_max[Z]`` (of all candidates).
     """
@@ -70,7 +81,19 @@ class FeatureSet:
     max: dict[int, np.ndarray] = field(default_factory=dict)
     candidate_min: dict[int, np.ndarray] = field(default_factory=dict)
     candidate_max: dict[int, np.ndarray] = field(default_factory=dict)
+    candidate_mean: dict[int, np.ndarray] = field(default_factory=dict)
+    candidate_sigma: dict[int, np.ndarray] = field(default_factory=dict)
     selection_method: str = ""
+    rc: np.ndarray | None = None
+    cutoff_type: int = 1
+    cutoff_alpha: float = 0.0
+    scaling: dict[int, tuple] = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.rc = (np.full(len(self.kind), float(self.cutoff)) if self.rc is None
+                   else np.asarray(self.rc, float))
+        if len(self.rc) and not np.isclose(self.rc.max(), self.cutoff, rtol=1e-15, atol=0.0):
+            raise HdnnpError(f"the cutoff {self.cutoff} Å is not the largest cutoff radius {self.rc.max()} Å")
 
     # -- construction ------------------------------------------------------------------------
 
@@ -113,10 +136,12 @@ class FeatureSet:
 
     def describe(self, c: int) -> str:
         """Human-readable name of candidate ``c``, e.g. ``G2[Te] eta=0.04 Rs=2``."""
+        rc = f" Rc={self.rc[c]:g}" if self.rc[c] != self.cutoff else ""
         if self.kind[c] == 2:
-            return f"G2[{symbol(self.neighbor_a[c])}] eta={self.eta[c]:g} Rs={self.rs[c]:g}"
-        return (f"G4[{symbol(self.neighbor_a[c])},{symbol(self.neighbor_b[c])}] eta={self.eta[c]:g} "
-                f"zeta={self.zeta[c]:g} lambda={self.lambda_[c]:+g}")
+            return f"G2[{symbol(self.neighbor_a[c])}] eta={self.eta[c]:g} Rs={self.rs[c]:g}{rc}"
+        rs = f" Rs={self.rs[c]:g}" if self.rs[c] else ""
+        return (f"G{self.kind[c]}[{symbol(self.neighbor_a[c])},{symbol(self.neighbor_b[c])}] eta={self.eta[c]:g} "
+                f"zeta={self.zeta[c]:g} lambda={self.lambda_[c]:+g}{rs}{rc}")
 
     def _selected(self, z: int) -> np.ndarray:
         if z not in self.selected:
@@ -142,7 +167,7 @@ class FeatureSet:
         if method not in SELECTION_METHODS:
             raise HdnnpError(f"unknown selection method '{method}', choose one of {', '.join(SELECTION_METHODS)}")
         self.selected, self.min, self.max = {}, {}, {}
-        self.candidate_min, self.candidate_max = {}, {}
+        self.candidate_min, self.candidate_max, self.candidate_mean, self.candidate_sigma = {}, {}, {}, {}
         for z in self.elements:
             raw = raw_by_element.get(z)
             if raw is None or len(raw) == 0:
@@ -165,26 +190,47 @@ class FeatureSet:
                 chosen = select_features(raw, n_features, method=method, value_min=cmin, value_max=cmax)
             self.selected[z] = chosen
             self.candidate_min[z], self.candidate_max[z] = cmin, cmax
+            # mean and standard deviation over the atoms given (n2p2's scaling.data carries them)
+            self.candidate_mean[z], self.candidate_sigma[z] = raw.mean(axis=0), raw.std(axis=0)
             self.min[z], self.max[z] = cmin[chosen].copy(), cmax[chosen].copy()
         self.selection_method = "list" if keep is not None else method
+        self.scaling = {}
         return self
 
     def scale(self, z: int, raw_selected, xp=np):
-        """Range the selected raw values of element ``z`` to [-1, 1] (training range).
+        """Scale the selected raw values of element ``z`` for the network.
 
-        ``raw_selected`` (..., n_selected): x' = 2 (x − min)/(max − min) − 1; a feature that was
-        constant in training (max = min) maps to 0.
+        hdnnp's ranging to [-1, 1]: x' = 2 (x − min)/(max − min) − 1 (training range); a feature
+        that was constant in training (max = min) maps to 0. An imported potential's own
+        scaling: x' = (x − center) · factor + offset.
         """
+        if z in self.scaling:
+            center, factor, offset = self.scaling[z]
+            return (raw_selected - xp.asarray(center)) * xp.asarray(factor) + xp.asarray(offset)
         factor = self.derivative_factor(z, xp)
         shift = xp.where(factor > 0, 1.0, 0.0)
         return (raw_selected - xp.asarray(self.min[z])) * factor - shift
 
     def derivative_factor(self, z: int, xp=np):
-        """d x'/d x = 2 / (max − min) per selected feature (0 for a feature constant in training)."""
+        """d x'/d x per selected feature: 2 / (max − min) (0 for a feature constant in training),
+        or the imported scaling's factor."""
         self._selected(z)
+        if z in self.scaling:
+            return xp.asarray(self.scaling[z][1])
         width = np.asarray(self.max[z] - self.min[z], float)
         factor = np.where(width > 0, 2.0 / np.where(width > 0, width, 1.0), 0.0)
         return xp.asarray(factor)
+
+    def unit_scaled(self, z: int, scaled):
+        """Scaled values (as :meth:`scale` returns them) on hdnnp's training-range scale
+        2 (x − min)/(max − min) − 1, where |·| > 1 means extrapolation (0 for constant features)."""
+        if z not in self.scaling:
+            return scaled
+        center, factor, offset = self.scaling[z]
+        width = np.asarray(self.max[z] - self.min[z], float)
+        ok = (width > 0) & (np.asarray(factor) != 0)
+        raw = (np.asarray(scaled) - offset) / np.where(ok, factor, 1.0) + center
+        return np.where(ok, 2.0 * (raw - self.min[z]) / np.where(ok, width, 1.0) - 1.0, 0.0)
 
     # -- tables and storage ------------------------------------------------------------------
 
@@ -203,7 +249,7 @@ class FeatureSet:
             "type": np.tile(self.kind, ne), "neighbor_a": np.tile(self.neighbor_a, ne),
             "neighbor_b": np.tile(self.neighbor_b, ne), "eta": np.tile(self.eta, ne),
             "rs": np.tile(self.rs, ne), "zeta": np.tile(self.zeta, ne),
-            "lambda": np.tile(self.lambda_, ne), "cutoff": np.full(n * ne, self.cutoff),
+            "lambda": np.tile(self.lambda_, ne), "cutoff": np.tile(self.rc, ne),
         }
         selected = np.zeros(n * ne, bool)
         rank = np.full(n * ne, -1, np.int32)
@@ -224,13 +270,15 @@ class FeatureSet:
         group.attrs["elements"] = np.array(self.elements, np.int32)
         group.attrs["cutoff"] = self.cutoff
         group.attrs["selection_method"] = self.selection_method
+        group.attrs["cutoff_type"] = int(self.cutoff_type)
+        group.attrs["cutoff_alpha"] = float(self.cutoff_alpha)
         group.attrs["candidate_order"] = (
             "G2 blocks per neighbour element (eta outer, Rs inner), then G4 blocks per unordered "
             "neighbour pair a<=b (eta outer, zeta, lambda inner)")
         cand = group.create_group("candidates")
         for name, arr in (("type", self.kind), ("neighbor_a", self.neighbor_a),
                           ("neighbor_b", self.neighbor_b), ("eta", self.eta), ("rs", self.rs),
-                          ("zeta", self.zeta), ("lambda", self.lambda_)):
+                          ("zeta", self.zeta), ("lambda", self.lambda_), ("rc", self.rc)):
             cand.create_dataset(name, data=arr)
         for z in self.selected:
             g = group.create_group(symbol(z))
@@ -241,6 +289,12 @@ class FeatureSet:
             if z in self.candidate_min:
                 g.create_dataset("candidate_min", data=self.candidate_min[z])
                 g.create_dataset("candidate_max", data=self.candidate_max[z])
+            if z in self.candidate_mean:
+                g.create_dataset("candidate_mean", data=self.candidate_mean[z])
+                g.create_dataset("candidate_sigma", data=self.candidate_sigma[z])
+            if z in self.scaling:
+                for name, arr in zip(("center", "factor", "offset"), self.scaling[z]):
+                    g.create_dataset(f"scaling_{name}", data=np.asarray(arr, float))
 
     @classmethod
     def from_h5(cls, group: h5py.Group) -> "FeatureSet":
@@ -251,7 +305,10 @@ class FeatureSet:
                      cutoff=float(group.attrs["cutoff"]),
                      kind=cand["type"][:], neighbor_a=cand["neighbor_a"][:],
                      neighbor_b=cand["neighbor_b"][:], eta=cand["eta"][:], rs=cand["rs"][:],
-                     zeta=cand["zeta"][:], lambda_=cand["lambda"][:])
+                     zeta=cand["zeta"][:], lambda_=cand["lambda"][:],
+                     rc=cand["rc"][:] if "rc" in cand else None,
+                     cutoff_type=int(group.attrs.get("cutoff_type", 1)),
+                     cutoff_alpha=float(group.attrs.get("cutoff_alpha", 0.0)))
             method = group.attrs.get("selection_method", "")
             fs.selection_method = method.decode() if isinstance(method, bytes) else str(method)
             for z in fs.elements:
@@ -261,6 +318,10 @@ class FeatureSet:
                     fs.min[z], fs.max[z] = g["min"][:], g["max"][:]
                     if "candidate_min" in g:
                         fs.candidate_min[z], fs.candidate_max[z] = g["candidate_min"][:], g["candidate_max"][:]
+                    if "candidate_mean" in g:
+                        fs.candidate_mean[z], fs.candidate_sigma[z] = g["candidate_mean"][:], g["candidate_sigma"][:]
+                    if "scaling_factor" in g:
+                        fs.scaling[z] = tuple(g[f"scaling_{n}"][:] for n in ("center", "factor", "offset"))
         except KeyError as exc:
             raise HdnnpError(f"{group.file.filename}:{group.name}: not a feature set ({exc})") from None
         return fs

@@ -34,6 +34,10 @@ def _kernel():
 
 def symmetry_functions_gpu(nl, species, plan, derivatives: bool = False):
     """Raw values (n_atoms, n_cols) and per-entry derivatives (n_entries, n_cols, 3) or None, as NumPy."""
+    if not plan.standard:
+        raise HdnnpError("the GPU kernel evaluates hdnnp's own symmetry functions only (G2 and G4 with one "
+                         "cosine cutoff); this feature set (an imported potential: shifted or wide angular "
+                         "functions, several cutoff radii or another cutoff type) needs --device cpu")
     kernel = _kernel()
     import cupy as cp
 

@@ -55,10 +55,10 @@ class _SetResult:
         return {k: np.concatenate(v) for k, v in self.parts.items() if v}
 
 
-def _extrapolation_per_frame(data) -> np.ndarray:
+def _extrapolation_per_frame(data, feature_set) -> np.ndarray:
     out = np.zeros(data.n_frames, np.int64)
-    for blk in data.blocks.values():
-        v = _np(blk.values)
+    for z, blk in data.blocks.items():
+        v = feature_set.unit_scaled(z, _np(blk.values))
         per_row = outside_training_range(v)
         out += np.bincount(_np(blk.row_frame), weights=per_row, minlength=data.n_frames).astype(np.int64)
     return out
@@ -92,7 +92,7 @@ def _predict_block(potential, data, result: _SetResult, forces: bool, atomic: bo
                              f"{'energy' if name == 'energy_pred' else 'force'} for frame {first_frame + frame} "
                              "(an overflowing network or an absurd structure); nothing was written")
     result.add(energy_reference=_np(data.energy), energy_predicted=mean["energy_pred"], n_atoms=data.n_atoms,
-               temperature=temperature, step=step, extrapolation=_extrapolation_per_frame(data),
+               temperature=temperature, step=step, extrapolation=_extrapolation_per_frame(data, potential.feature_set),
                forces_predicted=mean["forces_pred"] if forces else None,
                forces_reference=(_np(data.forces) if data.forces is not None
                                  else np.full((data.n_atoms_total, 3), np.nan)) if forces else None,

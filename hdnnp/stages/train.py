@@ -310,7 +310,7 @@ def train(symmetry_path, output_path, options: TrainOptions, overwrite: bool = F
         val_data = val_data.to(xp) if val_data is not None else None
     arch = nn.Architecture(elements=tuple(feature_set.elements),
                            n_inputs={z: feature_set.n_features(z) for z in feature_set.elements},
-                           hidden=tuple(options.hidden))
+                           hidden=tuple(options.hidden), activation=options.activation)
     theta0, reference = initial_parameters(arch, train_data, options.seed)
     # elements of the feature set without training atoms keep a zero reference
     reference = {z: reference.get(z, 0.0) for z in arch.elements}

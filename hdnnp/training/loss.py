@@ -252,7 +252,7 @@ def _evaluate_part(arch, views, data: TrainingData, force_weight: float, gradien
     atomic_energy = xp.zeros(data.n_atoms_total)
     for z, blk in data.blocks.items():
         w, b = views[z]
-        e_i, cache = nn.forward(w, b, blk.values, xp)
+        e_i, cache = nn.forward(w, b, blk.values, xp, arch.activation)
         caches[z] = cache
         atomic_energy[blk.atom_index] = e_i
         energy_pred = energy_pred + nn.scatter_add_rows(xp, blk.row_frame, e_i, n_frames)

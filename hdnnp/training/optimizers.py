@@ -161,7 +161,7 @@ def _frame_jacobians(arch, theta, data: TrainingData, f: int, rng, n_force: int)
     energy = 0.0
     caches = {}
     for z, blk in sub.blocks.items():
-        e, cache = nn.forward(*views[z], blk.values, xp)
+        e, cache = nn.forward(*views[z], blk.values, xp, arch.activation)
         caches[z] = cache
         energy += float(e.sum())
     grads = {z: nn.backward(views[z][0], caches[z], xp.full(sub.blocks[z].values.shape[0], 1.0 / n), None, xp)

@@ -36,6 +36,7 @@ class TrainOptions:
 
     optimizer: str = "ekf"
     hidden: tuple = (15, 15)
+    activation: str = "tanh"  # hidden layers: tanh, softplus, logistic (one, or one per layer: "softplus,tanh")
     epochs: int = 0  # lbfgs: iterations; adam/ekf: passes over the boxes; dfo: Powell sweeps; 0: optimiser default
     batch_boxes: int = 32  # NUMBER_OF_BOXES_TO_OPT: boxes per Adam mini-batch and per evaluation block
     learning_rate: float = 3e-3  # adam
@@ -127,6 +128,12 @@ def make_options(preset: str = "default", **overrides) -> TrainOptions:
         raise HdnnpError(f"--ekf-type must be one of {', '.join(EKF_TYPES)}, not '{opts.ekf_type}'")
     if any(h < 1 for h in opts.hidden):
         raise HdnnpError("hidden layer widths must be positive")
+    from hdnnp.nn import layer_activations
+
+    try:
+        layer_activations(opts.activation, len(opts.hidden))
+    except ValueError as exc:
+        raise HdnnpError(f"--activation: {exc}") from None
     _check_ranges(opts)
     from hdnnp.baseline import KINDS, parse_radii
 

@@ -1,0 +1,196 @@
+"""n2p2 import and export against n2p2's own predictions (golden values in tests/data/n2p2/,
+made by scripts/make_n2p2_golden.py with n2p2 built from source), round trips, and bad input."""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hdnnp import nn
+from hdnnp.cli import main
+from hdnnp.errors import HdnnpError
+from hdnnp.interop.n2p2 import export_potential, read_potential
+from hdnnp.model import Potential
+
+DATA = Path(__file__).parent / "data" / "n2p2"
+UNITS = {"synthetic": ("bohr", "hartree"), "te_export": ("angstrom", "eV"), "ge_mlearn": ("bohr", "hartree")}
+
+
+def run_cli(capsys, *argv):
+    """(exit status, stdout + stderr) of ``hdnnp argv``."""
+    capsys.readouterr()
+    try:
+        main([str(a) for a in argv])
+        status = 0
+    except SystemExit as exc:
+        status = exc.code
+    out = capsys.readouterr()
+    return status, out.out + out.err
+
+
+def golden(name):
+    return json.loads((DATA / name / "frames.json").read_text())
+
+
+def predict(potential, frame, stress=False):
+    return potential.predict(np.array(frame["positions"]), np.array(frame["cell"]), np.array(frame["pbc"]),
+                             np.array(frame["numbers"]), stress=stress)
+
+
+@pytest.mark.parametrize("name", sorted(UNITS))
+def test_import_reproduces_n2p2(name):
+    """Energies and forces of n2p2's nnp-predict (full precision) on the stored structures."""
+    potential = read_potential(DATA / name, *UNITS[name])
+    for frame in golden(name):
+        energy, forces = predict(potential, frame)
+        ref = np.array(frame["forces"])
+        assert energy == pytest.approx(frame["energy"], rel=1e-11)
+        np.testing.assert_allclose(forces, ref, rtol=0, atol=1e-10 * np.abs(ref).max())
+
+
+def test_export_is_a_fixed_point(tmp_path):
+    """te_export/ is hdnnp export's output (n2p2 agrees with it: above); importing and exporting
+    it again gives the same files, its [-1, 1] scaling recognised as hdnnp's own ranging."""
+    potential = read_potential(DATA / "te_export")
+    assert potential.feature_set.scaling == {}
+    export_potential(potential, tmp_path / "again")
+    for f in ("input.nn", "scaling.data", "weights.052.data"):  # comments may differ (provenance)
+        body, stored = ([line for line in (d / f).read_text().splitlines() if not line.startswith("#")]
+                        for d in (tmp_path / "again", DATA / "te_export"))
+        assert body == stored
+    assert "pair_style      hdnnp 6.0 dir . " in (tmp_path / "again" / "lammps.in").read_text()
+
+
+def _two_element_model(activation="softplus,tanh", members=1, seed=3):
+    """A random hdnnp potential with every kind hdnnp evaluates (G2, shifted G4 and G5, two
+    cutoff radii, cutoff type 6 with alpha), two elements, and a constant-in-training feature."""
+    from test_imported_features import CU, S, custom_set
+
+    fs = custom_set(cutoff_type=6, alpha=0.1)
+    rng = np.random.default_rng(seed)
+    for z, cols in ((S, np.array([0, 3, 5, 8, 13, 15, 10])), (CU, np.array([1, 2, 6, 9, 11, 14, 7, 4]))):
+        fs.selected[z] = cols
+        fs.min[z] = rng.uniform(0.0, 0.1, len(cols))
+        fs.max[z] = fs.min[z] + rng.uniform(0.5, 3.0, len(cols))
+    fs.max[S][2] = fs.min[S][2]  # constant in training: hdnnp feeds 0
+    arch = nn.Architecture(elements=fs.elements, n_inputs={z: len(fs.selected[z]) for z in fs.elements},
+                           hidden=(6, 5), activation=activation)
+    thetas = [nn.init_parameters(arch, rng, {S: -1.0, CU: -3.0}, output_scale=0.5) for _ in range(members)]
+    return Potential(fs, arch, thetas[0], {}, members=np.array(thetas) if members > 1 else None)
+
+
+def test_round_trip_hdnnp_n2p2_hdnnp(tmp_path):
+    """hdnnp -> n2p2 -> hdnnp: energies, forces and stress to 1e-12 relative."""
+    from test_imported_features import CELL, frame
+
+    model = _two_element_model()
+    export_potential(model, tmp_path / "pot")
+    back = read_potential(tmp_path / "pot")
+    assert back.architecture.activation == "softplus,tanh"
+    pos, z = frame(6, n=10)
+    e0, f0, s0 = model.predict(pos, CELL, True, z, stress=True)
+    e1, f1, s1 = back.predict(pos, CELL, True, z, stress=True)
+    assert e1 == pytest.approx(e0, rel=1e-12)
+    np.testing.assert_allclose(f1, f0, rtol=0, atol=1e-12 * np.abs(f0).max())
+    np.testing.assert_allclose(s1, s0, rtol=0, atol=1e-12 * np.abs(s0).max())
+    text = (tmp_path / "pot" / "input.nn").read_text()
+    assert "symfunction_short S 9 S Cu" in text and "cutoff_type 6 0.1" in text and "global_activation_short p t l" in text
+
+
+def test_committee_exports_one_directory_per_member(tmp_path):
+    from test_imported_features import CELL, frame
+
+    model = _two_element_model(members=3)
+    written = export_potential(model, tmp_path / "com")
+    assert [p.name for p in written] == ["member_1", "member_2", "member_3"]
+    pos, z = frame(7)
+    energies = [read_potential(p).predict(pos, CELL, True, z, forces=False)[0] for p in written]
+    mean = model.predict(pos, CELL, True, z, forces=False)[0]
+    assert np.mean(energies) == pytest.approx(mean, rel=1e-12)
+    assert len(set(np.round(energies, 6))) == 3
+
+
+def test_baseline_is_refused(tmp_path):
+    from hdnnp.baseline import ZBLBaseline
+
+    model = _two_element_model()
+    model.baseline = ZBLBaseline([(16, 16), (16, 29), (29, 29)], [1.0] * 3, [1.5] * 3)
+    with pytest.raises(HdnnpError, match="baseline"):
+        export_potential(model, tmp_path / "x")
+    assert not (tmp_path / "x").exists()
+
+
+# -- command line and bad input -------------------------------------------------------------------
+
+def test_cli_import_predict_export(tmp_path, capsys):
+    code, out = run_cli(capsys, "import", DATA / "ge_mlearn", "-o", tmp_path / "ge.h5", "--length-unit", "bohr",
+                        "--energy-unit", "hartree")
+    assert code == 0, out
+    assert "Ge 27 symmetry functions" in out and "training-only keywords ignored" in out
+    frame = golden("ge_mlearn")[0]
+    energy, _ = predict(Potential.load(tmp_path / "ge.h5"), frame)
+    assert energy == pytest.approx(frame["energy"], rel=1e-11)
+    code, out = run_cli(capsys, "export", tmp_path / "ge.h5", "-o", tmp_path / "ge_out")
+    assert code == 2 and "imported n2p2 scaling" in out
+    assert not (tmp_path / "ge_out").exists()
+
+
+def test_cli_export_refuses_existing_directory(tmp_path, capsys):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "keep.txt").write_text("mine")
+    model = read_potential(DATA / "te_export")
+    model.save(tmp_path / "m.h5")
+    code, out = run_cli(capsys, "export", tmp_path / "m.h5", "-o", tmp_path / "out")
+    assert code == 2 and "exists already; pass --overwrite" in out
+    assert (tmp_path / "out" / "keep.txt").read_text() == "mine"
+    code, out = run_cli(capsys, "export", tmp_path / "m.h5", "-o", tmp_path / "out", "--overwrite")
+    assert code == 0, out
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["input.nn", "lammps.in", "scaling.data",
+                                                                     "weights.052.data"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]  # no temporaries left
+
+
+def test_bohr_potential_without_units_warns():
+    notes = []
+    read_potential(DATA / "ge_mlearn", warn=notes.append)
+    assert any("--length-unit bohr" in n for n in notes)
+
+
+def _copy(tmp_path, name="synthetic"):
+    target = tmp_path / name
+    shutil.copytree(DATA / name, target)
+    return target
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda d: (d / "input.nn").unlink(), "no input.nn"),
+    (lambda d: (d / "weights.029.data").write_text("\n".join(["0.1"] * 10)),
+     "weights.029.data: 10 values, expected 179 for the 18-7-5-1 network of Cu"),
+    (lambda d: (d / "weights.016.data").unlink(), "weights.016.data: missing"),
+    (lambda d: (d / "scaling.data").write_text((d / "scaling.data").read_text().replace("\n2 1 ", "\n3 1 ", 1)),
+     "scaling.data: row 19 is for element index 3, function 1; expected 2 (Cu)"),
+    (lambda d: (d / "scaling.data").write_text("\n".join((d / "scaling.data").read_text().splitlines()[:-1])),
+     "scaling.data: 35 values, expected 36"),
+    (lambda d: _append(d, "symfunction_short Cu 12 S 0.1 1.0 9.0"), "line 55: symmetry-function type 12 is not"),
+    (lambda d: _append(d, "element_nodes_short Cu 2 5"), "line 55: keyword 'element_nodes_short'"),
+    (lambda d: _append(d, "symfunction_short Cu 2 Te 0.1 1.0 9.0"), "line 55: element Te is not in the elements"),
+    (lambda d: _append(d, "cutoff_type 1"), "line 55: keyword 'cutoff_type' given twice (first on line 9)"),
+    (lambda d: (d / "input.nn").write_text((d / "input.nn").read_text().replace("p s l", "p s t")),
+     "line 15: the output activation must be 'l'"),
+    (lambda d: (d / "input.nn").write_text((d / "input.nn").read_text().replace("p s l", "p x l")),
+     "line 15: activation 'x' is not supported"),
+])
+def test_bad_potential_directories(tmp_path, capsys, edit, message):
+    d = _copy(tmp_path)
+    edit(d)
+    code, out = run_cli(capsys, "import", d, "-o", tmp_path / "m.h5", "--length-unit", "bohr",
+                        "--energy-unit", "hartree")
+    assert code == 2 and message in out, out
+    assert not (tmp_path / "m.h5").exists()
+
+
+def _append(d, line):
+    with open(d / "input.nn", "a") as fh:
+        fh.write(line + "\n")
