@@ -12,6 +12,7 @@ import click
 from hdnnp import __version__
 from hdnnp.commands import device_option
 from hdnnp.errors import HdnnpError
+from hdnnp.training.presets import preset_defaults
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -216,30 +217,35 @@ def _parse_hidden(text):
 @click.option("--preset", type=click.Choice(["default", "seed", "fast"]), default="default", show_default=True,
               help="Option set; 'seed' = 30-4-4-1, derivative-free, 80000 evaluations. Options below override it.")
 @click.option("--optimizer", type=click.Choice(["lbfgs", "adam", "ekf", "derivative-free"]), default=None,
-              help="Optimiser [preset default: ekf].")
-@click.option("--hidden", default=None, help="Hidden layer widths, e.g. 15,15 [preset].")
+              help=f"Optimiser {preset_defaults('optimizer')}.")
+@click.option("--hidden", default=None, help=f"Hidden layer widths, e.g. 15,15 {preset_defaults('hidden')}.")
 @click.option("--activation", default=None,
               help="Hidden-layer activation: tanh, softplus or logistic, or one per layer, e.g. softplus,tanh "
                    "[tanh].")
 @click.option("--epochs", type=int, default=None,
               help="Max epochs in total, counting those before --resume (lbfgs: iterations; adam/ekf: "
-                   "passes over the boxes; derivative-free: Powell sweeps) [optimiser default].")
+                   "passes over the boxes; derivative-free: Powell sweeps) "
+                   f"{preset_defaults('epochs')}.")
 @click.option("--batch-boxes", type=int, default=None,
               help="NUMBER_OF_BOXES_TO_OPT: boxes per Adam mini-batch, and per block when the loss of a "
                    "whole set is evaluated with forces (lbfgs, validation) to bound memory [32].")
-@click.option("--learning-rate", type=float, default=None, help="Adam step size.")
-@click.option("--forces/--no-forces", "use_forces", default=None, help="Train on forces when the data has them.")
+@click.option("--learning-rate", type=float, default=None,
+              help=f"Adam step size {preset_defaults('learning_rate')}.")
+@click.option("--forces/--no-forces", "use_forces", default=None,
+              help=f"Train on forces when the data has them {preset_defaults('use_forces')}.")
 @click.option("--force-weight", type=float, default=None,
               help="Weight of the force term (Å²/atom²); negative: automatic var(E/N)/<F²>.")
 @click.option("--force-fraction", type=float, default=None,
               help="Fraction of atoms per box whose forces are trained (saves memory).")
-@click.option("--val-fraction", type=float, default=None, help="Fraction of training frames kept for validation.")
+@click.option("--val-fraction", type=float, default=None,
+              help=f"Fraction of training frames kept for validation {preset_defaults('val_fraction')}.")
 @click.option("--val-split", type=click.Choice(["random", "blocked"]), default=None,
               help="Validation frames: random (default) or one contiguous block per trajectory.")
 @click.option("--ekf-type", type=click.Choice(["standard", "fading"]), default=None,
               help="ekf: standard (learning rate eta rising from 0.01 to 1; n2p2's kalman_type 0) or fading "
                    "memory (forgetting factor lambda; kalman_type 1) [preset default: standard].")
-@click.option("--patience", type=int, default=None, help="Stop after this many epochs without validation gain (0: never).")
+@click.option("--patience", type=int, default=None,
+              help=f"Stop after this many epochs without validation gain (0: never) {preset_defaults('patience')}.")
 @click.option("--checkpoint-every", type=int, default=None, help="Write OUTPUT.checkpoint every N epochs.")
 @click.option("--resume", is_flag=True, help="Continue from OUTPUT.checkpoint.")
 @click.option("--committee", "n_members", type=click.IntRange(min=1), default=1, show_default=True,
@@ -253,7 +259,8 @@ def _parse_hidden(text):
                    "[per pair: 0.8·d_min to d_min, the shortest distance in the training data].")
 @click.option("--seed", type=int, default=None, help="Random seed (split, initial weights, batches).")
 @click.option("--max-evals", type=int, default=None, help="derivative-free: loss evaluations (seed: 80000).")
-@click.option("--weight-bound", type=float, default=None, help="Bound |w| on the weights (0: none).")
+@click.option("--weight-bound", type=float, default=None,
+              help=f"Bound |w| on the weights (0: none) {preset_defaults('weight_bound')}.")
 @click.option("--time-limit", type=float, default=None, help="Stop training after this many seconds.")
 @click.option("--max-memory", "max_memory_mb", type=float, default=None, help="Training data budget (MiB).")
 @device_option

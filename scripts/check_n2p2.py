@@ -96,7 +96,15 @@ def compare(label, ref, got, tol):
 
 
 def load_frames(path, n):
+    """The first ``n`` frames of prepared.h5[:GROUP], an n2p2 input.data (``*.data``, its units
+    taken as Å: ASE's reader would assume Bohr) or any file ASE reads."""
     import ase.io
+
+    if str(path).endswith(".data"):
+        import ase
+
+        return [ase.Atoms(symbols=sym, positions=pos, cell=cell, pbc=cell is not None)
+                for pos, cell, sym in read_input_data(path)[:n]]
 
     spec, _, group = str(path).partition(":")
     if spec.endswith(".h5"):  # prepared.h5[:GROUP] (default: the first set)

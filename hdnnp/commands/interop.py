@@ -20,8 +20,9 @@ _FORMAT = click.option("--format", "fmt", type=click.Choice(["n2p2"]), default="
               help="Directory to create for the potential files and lammps.in (a committee: one "
                    "subdirectory member_K per network).")
 @click.option("--structure", default=None, metavar="FILE[@INDEX]",
-              help="Also write this structure (any file ASE reads; default: its last frame) as "
-                   "structure.data, the LAMMPS data file lammps.in reads.")
+              help="Also write this structure as structure.data, the LAMMPS data file lammps.in reads: "
+                   "prepared.h5/md.h5 (its predict set or trajectory), DL_POLY HISTORY, extxyz, ... "
+                   "[frame 0; @INDEX another, negative from the end].")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output directory.")
 def export_command(model, fmt, output, structure, overwrite):
     """Write MODEL (model.h5) as an n2p2 potential for n2p2 and LAMMPS (pair_style hdnnp).
@@ -37,14 +38,14 @@ def export_command(model, fmt, output, structure, overwrite):
     atoms = None
     if structure is not None:
         from hdnnp.errors import HdnnpError
+        from hdnnp.stages.md import load_start, start_atoms
 
-        import ase.io
-
-        path, _, index = structure.partition("@")
+        path, _, index = structure.rpartition("@") if "@" in structure else (structure, "", "0")
         try:
-            atoms = ase.io.read(path, index=index or -1)
-        except Exception as exc:  # ASE raises many kinds for unreadable files
-            raise HdnnpError(f"{path}: cannot be read as a structure ({exc})") from None
+            frame = int(index)
+        except ValueError:
+            raise HdnnpError(f"--structure: expected FILE or FILE@INDEX, got '{structure}'") from None
+        atoms = start_atoms(load_start(path, frame=frame))
     written = export_potential(potential, output, overwrite, source=str(Path(model).resolve()), structure=atoms)
     for directory in written:
         click.echo(f"[export] {directory}: input.nn, scaling.data, "

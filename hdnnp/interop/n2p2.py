@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import math
 import re
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -591,9 +590,3 @@ def _write_structure(atoms, path, elements):
         raise HdnnpError(f"the structure has elements {', '.join(missing)} that the potential lacks")
     write(path, atoms, format="lammps-data", specorder=list(elements), masses=True)
 
-
-def copy_potential_files(source, target) -> None:
-    """Copy the three kinds of n2p2 potential files (for tests and scripts)."""
-    source, target = Path(source), Path(target)
-    for name in ["input.nn", "scaling.data", *sorted(p.name for p in source.glob("weights.*.data"))]:
-        shutil.copy(source / name, target / name)

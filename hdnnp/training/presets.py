@@ -90,6 +90,22 @@ PRESETS = {
 }
 
 
+def preset_defaults(name: str) -> str:
+    """What ``--help`` shows for option field ``name``: its value under each preset, e.g.
+    ``[default: ekf; seed: derivative-free; fast: lbfgs]``, or ``[X]`` when they agree
+    (epochs and patience also per optimiser)."""
+    def text(v):
+        return ",".join(map(str, v)) if isinstance(v, tuple) else str(v)
+
+    values = {p: text(getattr(make_options(p), name)) for p in PRESETS}
+    shown = (f"[{values['default']}]" if len(set(values.values())) == 1
+             else "[" + "; ".join(f"{p}: {v}" for p, v in values.items()) + "]")
+    if name in ("epochs", "patience"):
+        per = ", ".join(f"{o} {d[name]}" for o, d in OPTIMIZER_DEFAULTS.items())
+        shown = shown[:-1] + f"; by optimiser: {per}]"
+    return shown
+
+
 #: Variants of the extended Kalman filter (``--ekf-type``), the default first.
 EKF_TYPES = ("standard", "fading")
 
