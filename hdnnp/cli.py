@@ -227,8 +227,9 @@ def _parse_hidden(text):
                    "passes over the boxes; derivative-free: Powell sweeps) "
                    f"{preset_defaults('epochs')}.")
 @click.option("--batch-boxes", type=int, default=None,
-              help="NUMBER_OF_BOXES_TO_OPT: boxes per Adam mini-batch, and per block when the loss of a "
-                   "whole set is evaluated with forces (lbfgs, validation) to bound memory [32].")
+              help="Boxes per Adam mini-batch, and per block when the loss of a whole set is evaluated with "
+                   "forces (lbfgs, validation), which bounds the memory; the seed's NUMBER_OF_BOXES_TO_OPT "
+                   f"{preset_defaults('batch_boxes')}.")
 @click.option("--learning-rate", type=float, default=None,
               help=f"Adam step size {preset_defaults('learning_rate')}.")
 @click.option("--forces/--no-forces", "use_forces", default=None,

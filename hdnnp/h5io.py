@@ -88,7 +88,9 @@ def atomic_directory(path, overwrite: bool = False) -> Iterator[Path]:
 
     Like :func:`atomic_output` for a directory of files: on any exception the temporary
     directory is removed and an existing ``path`` is untouched; an existing ``path`` is refused
-    unless ``overwrite``, and then replaced only after the new one is complete.
+    unless ``overwrite``, and then replaced only after the new one is complete, by an atomic
+    exchange of the two directories (Linux ``renameat2(RENAME_EXCHANGE)``; elsewhere two renames,
+    between which a SIGKILL would leave the old directory as ``.<name>.old-<pid>``).
     """
     import shutil
 
@@ -105,10 +107,14 @@ def atomic_directory(path, overwrite: bool = False) -> Iterator[Path]:
     try:
         tmp.mkdir()
         yield tmp
-        if path.exists():
+        if not path.exists():
+            os.replace(tmp, path)
+        elif _exchange(tmp, path):
+            shutil.rmtree(tmp, ignore_errors=True)  # now the old directory
+        else:
             os.replace(path, old)
-        os.replace(tmp, path)
-        shutil.rmtree(old, ignore_errors=True)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         if old.exists() and not path.exists():
@@ -116,6 +122,19 @@ def atomic_directory(path, overwrite: bool = False) -> Iterator[Path]:
         raise
     finally:
         release_output(path)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two existing paths atomically (Linux renameat2 with RENAME_EXCHANGE); False where
+    the system or the file system cannot."""
+    import ctypes
+
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
 
 
 def save_or_rescue(save, path, what: str = "the result") -> None:

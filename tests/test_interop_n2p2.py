@@ -194,3 +194,40 @@ def test_bad_potential_directories(tmp_path, capsys, edit, message):
 def _append(d, line):
     with open(d / "input.nn", "a") as fh:
         fh.write(line + "\n")
+
+
+# -- fuzzing the readers: a clear HdnnpError or a potential, never another exception -----------------
+
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+
+FILES = ("input.nn", "scaling.data", "weights.016.data")
+TOKENS = ["abc", "nan", "inf", "-1", "0", "1e999", "", "#", "!", "3", "9", "12", "Te", "S", "l", "x", "\x00", "é"]
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(which=st.sampled_from(FILES), line=st.integers(0, 400), word=st.integers(0, 9),
+       action=st.sampled_from(["token", "delete", "duplicate", "truncate"]), token=st.sampled_from(TOKENS))
+def test_fuzzed_potential_files(tmp_path_factory, which, line, word, action, token):
+    d = tmp_path_factory.mktemp("fuzz") / "pot"
+    shutil.copytree(DATA / "synthetic", d)
+    lines = (d / which).read_text().splitlines()
+    k = line % len(lines)
+    if action == "token":
+        words = lines[k].split() or [""]
+        words[word % len(words)] = token
+        lines[k] = " ".join(words)
+    elif action == "delete":
+        del lines[k]
+    elif action == "duplicate":
+        lines.insert(k, lines[k])
+    else:
+        lines = lines[:k]
+    (d / which).write_text("\n".join(lines) + "\n")
+    try:
+        potential = read_potential(d, "bohr", "hartree")
+    except HdnnpError as exc:
+        assert str(d) in str(exc)  # names the directory or one of its files
+        return
+    frame = golden("synthetic")[0]
+    energy, forces = predict(potential, frame)  # a potential that reads also predicts
+    assert np.isfinite(energy) or not np.isfinite(potential.theta).all()

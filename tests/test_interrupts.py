@@ -335,3 +335,59 @@ def test_ctrl_c_gives_one_line_and_status_130(monkeypatch, capsys, tmp_path):
     err = capsys.readouterr().err
     assert "Interrupted; no partial output was left under a final name" in err
     assert "Traceback" not in err
+
+
+# --- export / import (issue #16) -------------------------------------------------------------------
+
+N2P2_GE = Path(__file__).parent / "data" / "n2p2" / "ge_mlearn"
+N2P2_TE = Path(__file__).parent / "data" / "n2p2" / "te_export"
+
+
+def test_import_interrupted(tmp_path):
+    argv = ["import", N2P2_GE, "--length-unit", "bohr", "--energy-unit", "hartree", "-o"]
+    reference = tmp_path / "reference.h5"
+    main([*map(str, argv), str(reference)])
+    work = _workdir(tmp_path, "import")
+    output = work / "ge.h5"
+    check_interrupts([*argv, output], output, reference)
+
+
+def test_export_interrupted(tmp_path):
+    """A signal while the complete export waits to be renamed into place: nothing under the final
+    name (SIGKILL leaves the hidden temporary directory, SIGINT nothing); a failure while
+    replacing an existing export with --overwrite leaves the old one as it was."""
+    model = tmp_path / "te.h5"
+    main(["import", str(N2P2_TE), "-o", str(model)])
+    output = tmp_path / "exported"
+    argv = ["export", model, "-o", output]
+    status, err = run_and_signal(argv, tmp_path, "rename", signal.SIGKILL, output)
+    assert status == -signal.SIGKILL and not output.exists()
+    left = sorted(tmp_path.glob(".exported.tmp-*"))
+    assert len(left) == 1 and left[0].is_dir()
+    import shutil
+
+    shutil.rmtree(left[0])
+    status, err = run_and_signal(argv, tmp_path, "rename", signal.SIGINT, output)
+    assert status == 130 and "Traceback" not in err, err
+    assert not output.exists() and not list(tmp_path.glob(".exported*"))
+
+
+def test_export_failure_keeps_the_previous_export(tmp_path, monkeypatch):
+    from hdnnp.errors import HdnnpError
+    from hdnnp.interop import n2p2
+
+    model = tmp_path / "te.h5"
+    main(["import", str(N2P2_TE), "-o", str(model)])
+    (tmp_path / "exported").mkdir()
+    (tmp_path / "exported" / "mine.txt").write_text("keep")
+
+    def broken(*args, **kwargs):
+        (args[1] / "input.nn").write_text("half")
+        raise HdnnpError("disk full (simulated)")
+
+    monkeypatch.setattr(n2p2, "write_potential", broken)
+    with pytest.raises(SystemExit) as exc:
+        main(["export", str(model), "-o", str(tmp_path / "exported"), "--overwrite"])
+    assert exc.value.code == 2
+    assert [p.name for p in (tmp_path / "exported").iterdir()] == ["mine.txt"]
+    assert not list(tmp_path.glob(".exported*"))
