@@ -65,6 +65,12 @@ def _make_class():
         def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
             super().calculate(atoms, properties, system_changes)
             a = self.atoms
+            if not (np.isfinite(a.get_positions()).all() and np.isfinite(a.get_cell().array).all()):
+                from hdnnp.errors import HdnnpError
+
+                raise HdnnpError("non-finite positions or cell: the integration diverged (typically after atoms "
+                                 "collapsed onto each other outside the potential's domain; keep hdnnp md's "
+                                 "distance and temperature guards on, or use a smaller time step)")
             need_forces = "forces" in properties or "stress" in properties
             need_stress = "stress" in properties or (need_forces and self.stress_with_forces)
             p = self.potential.evaluate(a.get_positions(), a.get_cell().array, a.get_pbc(),

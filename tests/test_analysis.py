@@ -257,7 +257,8 @@ def write_md(path):
     frames = [Frame(positions=(base + k * VELOCITY) % (2 * a), species=np.full(8, TE, np.int32),
                     cell=np.eye(3) * 2 * a, pbc=np.ones(3, bool),
                     energy=8 * (-3.0 + 0.01 * (-1) ** k),
-                    temperature=700.0 + 20.0 * (-1) ** k, step=10 * k, source="md")
+                    temperature=700.0 + 20.0 * (-1) ** k, step=10 * k, source="md",
+                    stress=-(0.01 + 0.002 * (-1.0) ** k) * np.eye(3))
               for k in range(N_FRAMES_MD)]
     with h5py.File(path, "w") as h5:
         write_root_attrs(h5, "md")
@@ -265,8 +266,6 @@ def write_md(path):
         writer.append(frames)
         writer.close()
         h5["trajectory/frames/time"] = np.arange(N_FRAMES_MD) * DT_PS
-        sign = (-1.0) ** np.arange(N_FRAMES_MD)
-        h5["trajectory/frames/stress"] = -(0.01 + 0.002 * sign)[:, None, None] * np.eye(3)
     return path
 
 

@@ -231,3 +231,19 @@ def test_fuzzed_potential_files(tmp_path_factory, which, line, word, action, tok
     frame = golden("synthetic")[0]
     energy, forces = predict(potential, frame)  # a potential that reads also predicts
     assert np.isfinite(energy) or not np.isfinite(potential.theta).all()
+
+
+def test_calculator_refuses_non_finite_positions():
+    """A diverged integrator (NaN positions) gets one clear error, not a neighbour-list crash
+    (seen in a guard-less hdnnp md run of the bundled potential after its collapse)."""
+    import ase
+
+    from hdnnp.ase_calculator import HDNNPCalculator
+
+    frame = golden("te_export")[0]
+    atoms = ase.Atoms(numbers=frame["numbers"], positions=frame["positions"], cell=frame["cell"], pbc=True)
+    atoms.calc = HDNNPCalculator(read_potential(DATA / "te_export"))
+    assert np.isfinite(atoms.get_potential_energy())
+    atoms.positions[3, 1] = np.nan
+    with pytest.raises(HdnnpError, match="non-finite positions or cell: the integration diverged"):
+        atoms.get_forces()

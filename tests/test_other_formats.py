@@ -125,3 +125,54 @@ def test_extxyz_without_energy_is_refused_for_training(tmp_path):
     ase_write(tmp_path / "b.xyz", images, format="extxyz")
     with pytest.raises(InputFileError, match=r"b.xyz: structure/step 1 has no energy"):
         prepare(sel, tmp_path / "p.h5", quiet=True)
+
+
+def _emt_frames(n=6, seed=0):
+    """Strained, rattled fcc Cu boxes with EMT energies, forces and stresses, two groups."""
+    from ase.build import bulk
+    from ase.calculators.emt import EMT
+
+    rng = np.random.default_rng(seed)
+    frames = []
+    for k in range(n):
+        a = bulk("Cu", "fcc", a=3.6, cubic=True).repeat((2, 2, 2))
+        a.set_cell(a.cell.array @ (np.eye(3) + rng.uniform(-0.03, 0.03, (3, 3))), scale_atoms=True)
+        a.rattle(0.05, seed=k)
+        a.calc = EMT()
+        e, f, s = a.get_potential_energy(), a.get_forces(), a.get_stress()
+        a.calc = SinglePointCalculator(a, energy=e, forces=f, stress=s)
+        a.info["group"] = "Elastic" if k % 2 else "AIMD"
+        frames.append(a)
+    return frames
+
+
+def test_stress_and_groups_are_read_and_scored(tmp_path, capsys):
+    """extxyz stresses (ASE's Voigt, eV/Å³) land in prepared.h5 as ASE's 3x3 tensors with the
+    frame's group; predict scores them (stress RMSE in GPa, overall and per group, by hand)."""
+    frames = _emt_frames()
+    ase_write(tmp_path / "train.extxyz", frames)
+    ase_write(tmp_path / "test.extxyz", frames[:4])
+    main(["prepare", "--train-file", str(tmp_path / "train.extxyz"), "--predict-file", str(tmp_path / "test.extxyz"),
+          "-o", str(tmp_path / "p.h5"), "-q"])
+    with h5py.File(tmp_path / "p.h5") as h5:
+        for k, a in enumerate(ase_read(tmp_path / "train.extxyz", ":")):
+            np.testing.assert_allclose(h5["train/frames/stress"][k], a.get_stress(voigt=False), rtol=1e-12)
+        assert [g.decode() for g in h5["train/groups"][:]] == ["AIMD", "Elastic"]
+        np.testing.assert_array_equal(h5["train/frames/group"][:], [0, 1, 0, 1, 0, 1])
+    main(["symmetry", str(tmp_path / "p.h5"), "-o", str(tmp_path / "s.h5"), "--n-features", "6", "-q"])
+    main(["train", str(tmp_path / "s.h5"), "-o", str(tmp_path / "m.h5"), "--hidden", "4", "--epochs", "3", "-q"])
+    capsys.readouterr()
+    main(["predict", str(tmp_path / "p.h5"), "--model", str(tmp_path / "m.h5"), "-o", str(tmp_path / "pr.h5")])
+    out = capsys.readouterr().out
+    from hdnnp.model import Potential
+    from hdnnp.units import EV_PER_ANGSTROM3_IN_GPA
+
+    model = Potential.load(tmp_path / "m.h5")
+    diff = [model.predict(a.positions, a.cell.array, a.pbc, a.numbers, forces=False, stress=True)[2]
+            - a.get_stress(voigt=False) for a in frames[:4]]
+    rmse = EV_PER_ANGSTROM3_IN_GPA * np.sqrt(np.mean(np.square(diff)))
+    elastic = EV_PER_ANGSTROM3_IN_GPA * np.sqrt(np.mean(np.square(diff[1::2])))
+    assert f"predict: 4 frames" in out and f"stress RMSE {rmse:.3f} GPa" in out, out
+    assert f"  Elastic: 2 frames" in out and f"stress RMSE {elastic:.3f} GPa" in out.split("  Elastic:")[-1], out
+    with h5py.File(tmp_path / "pr.h5") as h5:
+        np.testing.assert_allclose(h5["predict/stress_reference"][:], [a.get_stress(voigt=False) for a in frames[:4]])

@@ -23,8 +23,10 @@ _FORMAT = click.option("--format", "fmt", type=click.Choice(["n2p2"]), default="
               help="Also write this structure as structure.data, the LAMMPS data file lammps.in reads: "
                    "prepared.h5/md.h5 (its predict set or trajectory), DL_POLY HISTORY, extxyz, ... "
                    "[frame 0; @INDEX another, negative from the end].")
+@click.option("--temperature", type=click.FloatRange(min=0.0, min_open=True), default=300.0, show_default=True,
+              help="Temperature (K) of the NVT example in lammps.in (use one the potential was trained at).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output directory.")
-def export_command(model, fmt, output, structure, overwrite):
+def export_command(model, fmt, output, structure, temperature, overwrite):
     """Write MODEL (model.h5) as an n2p2 potential for n2p2 and LAMMPS (pair_style hdnnp).
 
     The files are in Å and eV (LAMMPS units metal: cflength 1.0, cfenergy 1.0); lammps.in is a
@@ -46,7 +48,8 @@ def export_command(model, fmt, output, structure, overwrite):
         except ValueError:
             raise HdnnpError(f"--structure: expected FILE or FILE@INDEX, got '{structure}'") from None
         atoms = start_atoms(load_start(path, frame=frame))
-    written = export_potential(potential, output, overwrite, source=str(Path(model).resolve()), structure=atoms)
+    written = export_potential(potential, output, overwrite, source=str(Path(model).resolve()), structure=atoms,
+                               temperature=temperature)
     for directory in written:
         click.echo(f"[export] {directory}: input.nn, scaling.data, "
                    f"{', '.join(sorted(p.name for p in Path(directory).glob('weights.*.data')))}, lammps.in"

@@ -6,6 +6,8 @@ import math
 
 import click
 
+from hdnnp.training.presets import preset_defaults
+
 from hdnnp.md.driver import ENSEMBLES
 
 
@@ -48,7 +50,7 @@ from hdnnp.md.driver import ENSEMBLES
 @click.option("--preset", type=click.Choice(["default", "seed", "fast"]), default="default", show_default=True,
               help="train: option set of every committee member.")
 @click.option("--epochs", type=int, default=None, help="train: most epochs [optimiser default].")
-@click.option("--hidden", default=None, help="train: hidden layer widths, e.g. 15,15 [preset].")
+@click.option("--hidden", default=None, help=f"train: hidden layer widths, e.g. 15,15 {preset_defaults('hidden')}.")
 @click.option("--force-weight", type=float, default=None,
               help="train: weight of the force term (Å²/atom²) [the first committee's automatic weight, kept].")
 @click.option("--baseline", type=click.Choice(["zbl", "none"]), default="none", show_default=True,

@@ -555,7 +555,8 @@ run             1000
 """
 
 
-def export_potential(potential, directory, overwrite: bool = False, source: str = "", structure=None) -> list:
+def export_potential(potential, directory, overwrite: bool = False, source: str = "", structure=None,
+                     temperature: float = 300.0) -> list:
     """``hdnnp export --format n2p2``: the n2p2 files and ``lammps.in`` in ``directory``
     (a committee: ``member_1`` ... ``member_N`` subdirectories, one potential each). Written
     into a temporary directory renamed into place; an existing ``directory`` is refused
@@ -572,7 +573,7 @@ def export_potential(potential, directory, overwrite: bool = False, source: str 
             info = write_potential(potential, sub, theta, source)
             if structure is not None:
                 _write_structure(structure, sub / "structure.data", info["elements"])
-            (sub / "lammps.in").write_text(lammps_input(info))
+            (sub / "lammps.in").write_text(lammps_input(info, temperature=temperature))
             written.append(Path(directory) / sub.relative_to(tmp))
         if len(members) > 1:
             (tmp / "README").write_text(

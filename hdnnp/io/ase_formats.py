@@ -63,13 +63,23 @@ def _frame_of(atoms, path: Path, index: int) -> Frame:
         energy = float(results["free_energy"])
     if results.get("forces") is not None:
         forces = np.array(results["forces"], np.float64)
+    stress = None
+    if results.get("stress") is not None:
+        stress = np.array(results["stress"], np.float64)
+        if stress.shape == (6,):  # Voigt xx yy zz yz xz xy (ASE)
+            from ase.stress import voigt_6_to_full_3x3_stress
+
+            stress = voigt_6_to_full_3x3_stress(stress)
+        if stress.shape != (3, 3):
+            raise InputFileError(path, f"stress of {where} has shape {stress.shape}, expected 6 or 3x3 values")
     positions = np.array(atoms.positions, np.float64)
     cell = np.array(atoms.cell.array, np.float64)
-    for name, values in (("positions", positions), ("cell", cell), ("forces", forces)):
+    for name, values in (("positions", positions), ("cell", cell), ("forces", forces), ("stress", stress)):
         if values is not None and not np.isfinite(values).all():
             raise InputFileError(path, f"non-finite {name} in {where}")
     if energy == math.inf or energy == -math.inf:
         raise InputFileError(path, f"non-finite energy in {where}")
     return Frame(positions=positions, species=np.array(atoms.numbers, np.int32), cell=cell,
                  pbc=np.array(atoms.pbc, bool), energy=energy, forces=forces, step=index,
-                 source=str(path))
+                 source=str(path), stress=stress,
+                 group=str(atoms.info.get("group", atoms.info.get("config_type", ""))))

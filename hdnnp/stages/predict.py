@@ -43,8 +43,8 @@ class _SetResult:
     def __init__(self):
         self.parts = {k: [] for k in ("energy_reference", "energy_predicted", "n_atoms", "temperature", "step",
                                       "extrapolation", "forces_reference", "forces_predicted",
-                                      "atomic_energies", "stress_predicted", "energy_spread",
-                                      "forces_spread")}
+                                      "atomic_energies", "stress_predicted", "stress_reference",
+                                      "energy_spread", "forces_spread", "group")}
 
     def add(self, **kw):
         for k, v in kw.items():
@@ -151,7 +151,7 @@ def _read_structure_frames(path, file_format=None):
 def predict(model_path, input_path="symmetry.h5", output_path="predictions.h5", forces: bool | None = None,
             atomic_energies: bool = False, sets=None, overwrite: bool = False, device: str = "cpu",
             chunk_frames: int = 64, quiet: bool = False, file_format: str | None = None,
-            stress: bool = False) -> dict:
+            stress: bool | None = None) -> dict:
     """Predict energies (and forces, atomic energies, stresses) for every set of ``input_path``.
 
     ``forces``: predict forces; None (the default): for every set whose frames have reference
@@ -159,10 +159,15 @@ def predict(model_path, input_path="symmetry.h5", output_path="predictions.h5", 
 
     ``stress``: ``<set>/stress_predicted`` (n_frames, 3, 3) eV/Å³, ASE's sign (positive =
     tensile), computed from the positions (:meth:`hdnnp.model.Potential.evaluate`); NaN for
-    frames that are not periodic in all three directions.
+    frames that are not periodic in all three directions. None (the default): for every set
+    whose frames have reference stresses (stored as ``stress_reference``, NaN where unknown).
 
-    Returns a summary per set: frames, energy RMSE (meV/atom) and force RMSE (meV/Å) against the
-    stored references where known, extrapolating frames.
+    Every set also gets ``group`` (index per frame into ``groups``, the kinds of structure of
+    the input, e.g. mlearn's Surface or AIMD-NVT).
+
+    Returns a summary per set: frames, energy RMSE (meV/atom), force RMSE (meV/Å) and stress
+    RMSE (GPa) against the stored references where known, extrapolating frames, and the same
+    errors per group when the input has more than one group.
     """
     from hdnnp.kernels import get_backend, resolve_device
 
@@ -177,7 +182,7 @@ def predict(model_path, input_path="symmetry.h5", output_path="predictions.h5", 
     potential = Potential.load(model_path)
     device = resolve_device(device)
     xp = get_backend(device)
-    results, is_validation = {}, {}
+    results, is_validation, groups = {}, {}, {}
     validation_frames = np.asarray(potential.training.get("validation_frames", []), np.int64)
     stage = None
     try:
@@ -204,13 +209,16 @@ def predict(model_path, input_path="symmetry.h5", output_path="predictions.h5", 
                 group = h5[s]
                 n_frames = len(group["frames/atom_offset"]) - 1
                 set_forces = forces if forces is not None else "atoms/forces" in group
+                set_stress = stress if stress is not None else _has_stress(group)
+                groups[s] = ([g.decode() if isinstance(g, bytes) else str(g) for g in group["groups"][:]]
+                             if "groups" in group and "frames/group" in group else [""])
                 stored = use_stored and "features" in group and (
                     not set_forces or all("dG" in group["features"][k] for k in group["features"]))
                 res = _SetResult()
                 progress = Progress(n_frames, f"predict {s}", quiet=quiet)
                 for f0 in range(0, n_frames, chunk_frames):
                     f1 = min(f0 + chunk_frames, n_frames)
-                    frames = (_read_frames(group, f0, f1) if stress or not stored or potential.baseline
+                    frames = (_read_frames(group, f0, f1) if set_stress or not stored or potential.baseline
                               else None)
                     if stored:
                         from hdnnp.stages.train import read_block
@@ -221,8 +229,11 @@ def predict(model_path, input_path="symmetry.h5", output_path="predictions.h5", 
                     _predict_block(potential, data, res, set_forces, atomic_energies, xp,
                                    group["frames/temperature"][f0:f1], group["frames/step"][f0:f1],
                                    f"{input_path} ({s} set)", f0, frames)
-                    if stress:
-                        res.add(stress_predicted=_stresses(potential, frames, device))
+                    if set_stress:
+                        res.add(stress_predicted=_stresses(potential, frames, device),
+                                stress_reference=_reference_stresses(frames))
+                    res.add(group=(group["frames/group"][f0:f1] if "frames/group" in group
+                                   else np.zeros(f1 - f0, np.int32)))
                     progress.update(f1 - f0)
                 progress.close()
                 results[s] = res.arrays()
@@ -234,6 +245,9 @@ def predict(model_path, input_path="symmetry.h5", output_path="predictions.h5", 
         frames = _read_structure_frames(input_path, file_format)
         if forces is None:
             forces = bool(frames) and all(f.forces is not None for f in frames)
+        if stress is None:
+            stress = any(f.stress is not None for f in frames)
+        groups["predict"] = list(dict.fromkeys(f.group for f in frames)) or [""]
         check_elements_covered(np.unique(np.concatenate([f.species for f in frames] or [[]])).astype(int),
                                potential.elements, str(input_path), str(model_path))
         res = _SetResult()
@@ -244,7 +258,9 @@ def predict(model_path, input_path="symmetry.h5", output_path="predictions.h5", 
             _predict_block(potential, data, res, forces, atomic_energies, xp,
                            [f.temperature for f in block], [f.step for f in block], str(input_path), f0, block)
             if stress:
-                res.add(stress_predicted=_stresses(potential, block, device))
+                res.add(stress_predicted=_stresses(potential, block, device),
+                        stress_reference=_reference_stresses(block))
+            res.add(group=np.array([groups["predict"].index(f.group) for f in block], np.int32))
             progress.update(len(block))
         progress.close()
         results["predict"] = res.arrays()
@@ -260,7 +276,10 @@ def predict(model_path, input_path="symmetry.h5", output_path="predictions.h5", 
                     g.create_dataset(k, data=v)
                 if s in is_validation:
                     g.create_dataset("is_validation", data=is_validation[s])
+                g.create_dataset("groups", data=np.array(groups[s], dtype=h5py.string_dtype()))
                 summary[s] = _set_summary(arr)
+                if len(groups[s]) > 1:
+                    summary[s]["groups"] = _group_summaries(arr, groups[s])
                 if summary[s]["extrapolating_frames"]:
                     warnings.warn(extrapolation_message(s, summary[s]["extrapolating_frames"], summary[s]["n_frames"]),
                                   stacklevel=2)
@@ -279,6 +298,36 @@ def _set_summary(arr) -> dict:
         d = arr["forces_predicted"] - arr["forces_reference"]
         ok = np.isfinite(d)
         out["force_rmse_mev_per_angstrom"] = float(1e3 * np.sqrt(np.mean(d[ok] ** 2))) if ok.any() else float("nan")
+    if "stress_reference" in arr:
+        from hdnnp.units import EV_PER_ANGSTROM3_IN_GPA
+
+        d = arr["stress_predicted"] - arr["stress_reference"]
+        ok = np.isfinite(d)
+        if ok.any():
+            out["stress_rmse_gpa"] = float(EV_PER_ANGSTROM3_IN_GPA * np.sqrt(np.mean(d[ok] ** 2)))
+    return out
+
+
+def _has_stress(group) -> bool:
+    return "frames/stress" in group and bool(np.isfinite(group["frames/stress"][:]).any())
+
+
+def _reference_stresses(frames) -> np.ndarray:
+    return np.array([np.full((3, 3), np.nan) if f.stress is None else f.stress for f in frames]).reshape(-1, 3, 3)
+
+
+def _group_summaries(arr, names) -> dict:
+    """:func:`_set_summary` of the frames of each group."""
+    out = {}
+    offsets = np.concatenate([[0], np.cumsum(arr["n_atoms"])])
+    for k, name in enumerate(names):
+        frames = np.flatnonzero(arr["group"] == k)
+        if not len(frames):
+            continue
+        atoms = np.concatenate([np.arange(offsets[f], offsets[f + 1]) for f in frames])
+        part = {key: (v[atoms] if key in ("forces_predicted", "forces_reference", "atomic_energies", "forces_spread")
+                      else v[frames]) for key, v in arr.items()}
+        out[name or "(none)"] = _set_summary(part)
     return out
 
 
@@ -292,5 +341,6 @@ def _read_frames(group, f0: int, f1: int):
                        pbc=group["frames/pbc"][f0:f1], temperature=group["frames/temperature"][f0:f1],
                        step=group["frames/step"][f0:f1], positions=group["atoms/positions"][a0:a1],
                        species=group["atoms/species"][a0:a1],
-                       forces=group["atoms/forces"][a0:a1] if "atoms/forces" in group else None)
+                       forces=group["atoms/forces"][a0:a1] if "atoms/forces" in group else None,
+                       stress=group["frames/stress"][f0:f1] if "frames/stress" in group else None)
     return [chunk.frame(k) for k in range(len(chunk))]

@@ -179,7 +179,11 @@ def symmetry(prepared_path, output_path, n_features: int = DEFAULT_N_FEATURES, d
 
 
 def _features_of_set(src, dst, fs, device, with_deriv, chunk_frames, progress) -> dict:
-    """Pass 2 for one frame set: ``features/<Sym>/...`` and ``extrapolation``."""
+    """Pass 2 for one frame set: ``features/<Sym>/...`` and ``extrapolation``; with derivatives
+    and reference stresses in the set also ``features/<Sym>/virial`` (n_rows, n_sel, 3, 3), the
+    strain derivatives W of every atom's scaled features (zeros in frames not periodic in all
+    three directions), for stress training."""
+    with_virial = with_deriv and "frames/stress" in src and bool(np.isfinite(src["frames/stress"][:]).any())
     groups = {}
     for z in fs.elements:
         g = dst.create_group(f"features/{symbol(z)}")
@@ -194,19 +198,23 @@ def _features_of_set(src, dst, fs, device, with_deriv, chunk_frames, progress) -
                              atom=_appendable(g, "dG/atom", (), np.int64),
                              dvalues=_appendable(g, "dG/values", (n_sel, 3), np.float64),
                              pair_offset=[0], pairs=0)
+        if with_virial:
+            groups[z]["virial"] = _appendable(g, "virial", (n_sel, 3, 3), np.float64)
     raw_ds = dst["raw"]
     extrapolation = []
     atom_offset = src["frames/atom_offset"]
     for first, chunk in iter_frame_chunks(src, chunk_frames):
         a_base = int(atom_offset[first])
-        per_z = {z: {"values": [], "atom_index": [], "center": [], "atom": [], "dvalues": []} for z in fs.elements}
+        per_z = {z: {"values": [], "atom_index": [], "center": [], "atom": [], "dvalues": [], "virial": []}
+                 for z in fs.elements}
         raw_chunk = None if with_deriv else raw_ds[a_base:a_base + len(chunk.species)]
         for k in range(len(chunk)):
             frame = chunk.frame(k)
             f_base = a_base + int(chunk.atom_offset[k])
             if with_deriv:
+                periodic = bool(np.all(frame.pbc))
                 desc = compute_descriptors(frame.positions, frame.cell, frame.pbc, frame.species, fs,
-                                           derivatives=True, device=device)
+                                           derivatives=True, device=device, stress=with_virial and periodic)
             else:
                 desc = {}
                 a0 = int(chunk.atom_offset[k])
@@ -231,6 +239,9 @@ def _features_of_set(src, dst, fs, device, with_deriv, chunk_frames, progress) -
                         acc["atom"].append(f_base + d.pair_atom)
                         acc["dvalues"].append(d.dvalues)
                         state["pairs"] += len(d.pair_row)
+                        if with_virial:
+                            acc["virial"].append(d.virial if periodic else
+                                                 np.zeros((n_rows, d.values.shape[1], 3, 3)))
                     state["pair_offset"].append(state["pairs"])
             extrapolation.append(n_out)
         for z in fs.elements:
@@ -242,6 +253,8 @@ def _features_of_set(src, dst, fs, device, with_deriv, chunk_frames, progress) -
                     _append(state["center"], np.concatenate(acc["center"]))
                     _append(state["atom"], np.concatenate(acc["atom"]))
                     _append(state["dvalues"], np.concatenate(acc["dvalues"]))
+                if with_virial:
+                    _append(state["virial"], np.concatenate(acc["virial"]))
         progress.update(len(chunk))
     for z in fs.elements:
         g = dst[f"features/{symbol(z)}"]
@@ -251,6 +264,7 @@ def _features_of_set(src, dst, fs, device, with_deriv, chunk_frames, progress) -
     extrapolation = np.array(extrapolation, np.int64)
     dst.create_dataset("extrapolation", data=extrapolation)
     dst.attrs["derivatives"] = with_deriv
+    dst.attrs["virial"] = with_virial
     return {"n_frames": len(extrapolation), "derivatives": with_deriv,
             "extrapolating_frames": int(np.count_nonzero(extrapolation)),
             "max_extrapolation": int(extrapolation.max(initial=0))}

@@ -39,7 +39,7 @@ BYTES_PER_MB = 1024.0 ** 2
 CHUNK_FRAMES = 32  # frames per read of the descriptor derivatives
 
 
-def estimate_memory_mb(group: h5py.Group, with_forces: bool, force_fraction: float) -> float:
+def estimate_memory_mb(group: h5py.Group, with_forces: bool, force_fraction: float, with_stress: bool = False) -> float:
     """Bytes (in MiB) of descriptor rows and, with forces, derivative pairs to be held.
 
     The training and validation frames are read separately (``load_training_data(frames=...)``),
@@ -51,13 +51,19 @@ def estimate_memory_mb(group: h5py.Group, with_forces: bool, force_fraction: flo
         total += feats[sym]["values"].size * 8 * 2
         if with_forces and "dG" in feats[sym]:
             total += feats[sym]["dG/values"].size * 8 * force_fraction
+        if with_stress and "virial" in feats[sym]:
+            total += feats[sym]["virial"].size * 8 * 2
     return total / BYTES_PER_MB
 
 
 def load_training_data(group: h5py.Group, elements, with_forces: bool, force_fraction: float = 1.0,
                        rng: np.random.Generator | None = None, chunk_frames: int = CHUNK_FRAMES,
-                       frames=None) -> TrainingData:
+                       frames=None, with_stress: bool = False) -> TrainingData:
     """Frames of a set of symmetry.h5 as :class:`TrainingData` (all, or the sorted ``frames``).
+
+    ``with_stress``: also the strain derivatives (``features/<Sym>/virial``) and the reference
+    virial per atom σ V / N (NaN for frames without a reference stress or not periodic in all
+    three directions), for stress training.
 
     With forces, only the derivative pairs of the atoms in the force mask are kept; the mask
     holds ceil(force_fraction * N_b) random atoms of every box b. The mask is drawn for all
@@ -129,13 +135,26 @@ def load_training_data(group: h5py.Group, elements, with_forces: bool, force_fra
             counts = np.bincount(pair_frame[keep], minlength=n_frames)[frames]
             kw.update(pair_row=row_map[g["dG/center"][:].astype(np.int64)[keep]], pair_atom=atom_map[atom[keep]],
                       dvalues=dvalues, pair_offset=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64))
+        if with_stress:
+            if "virial" not in g:
+                raise HdnnpError(f"{group.file.filename}: --stress-weight needs the strain derivatives "
+                                 f"features/{sym}/virial, which hdnnp symmetry writes (with derivatives) for sets "
+                                 "with reference stresses; re-run hdnnp prepare and symmetry on data with stresses")
+            kw["virial"] = g["virial"][:][rows]
         blocks[z] = ElementBlock(**kw)
     temperature = group["frames/temperature"][:][frames] if "frames/temperature" in group else None
+    virial_ref = None
+    if with_stress:
+        cell = group["frames/cell"][:][frames]
+        periodic = group["frames/pbc"][:][frames].all(axis=1)
+        volume = np.abs(np.linalg.det(cell))
+        virial_ref = group["frames/stress"][:][frames] * (volume / n_atoms[frames])[:, None, None]
+        virial_ref[~periodic] = np.nan
     return TrainingData(elements=tuple(sorted(blocks)), energy=energy[frames], n_atoms=n_atoms[frames],
                         atom_offset=np.concatenate([[0], np.cumsum(n_atoms[frames])]).astype(np.int64),
                         blocks=blocks, forces=None if forces is None else forces[atom_sel],
                         force_mask=None if mask is None else mask[atom_sel], frame_index=frames,
-                        temperature=temperature)
+                        temperature=temperature, virial_ref=virial_ref)
 
 
 def read_block(group: h5py.Group, elements, f0: int, f1: int, derivatives: bool,
@@ -273,7 +292,7 @@ def train(symmetry_path, output_path, options: TrainOptions, overwrite: bool = F
         with_forces = options.use_forces and "atoms/forces" in group
         if with_forces:
             _check_reference_forces(group, symmetry_path)
-        need = estimate_memory_mb(group, with_forces, options.force_fraction)
+        need = estimate_memory_mb(group, with_forces, options.force_fraction, options.stress_weight > 0)
         if need > options.max_memory_mb:
             raise HdnnpError(
                 f"training data need about {need:.0f} MiB in memory, more than --max-memory "
@@ -287,9 +306,18 @@ def train(symmetry_path, output_path, options: TrainOptions, overwrite: bool = F
         train_idx, val_idx = split_validation(n_frames, options.val_fraction, options.seed,
                                               options.val_split, source, step)
         # read separately (the same force mask: same seed), so the set is held only once
+        with_stress = options.stress_weight > 0
+        if with_stress and options.baseline != "none":
+            raise HdnnpError("--stress-weight with --baseline: the baseline's stress is not subtracted from the "
+                             "targets yet; train with one of them")
+        if with_stress and not group.attrs.get("virial", False):
+            raise HdnnpError(f"{symmetry_path}: --stress-weight needs reference stresses and their strain "
+                             "derivatives; this training set has none (prepare data with stresses, e.g. extxyz "
+                             "with stress=, then hdnnp symmetry)")
         train_data, val_data = (
             load_training_data(group, feature_set.elements, with_forces, options.force_fraction,
-                               np.random.default_rng(options.seed), frames=idx) if len(idx) else None
+                               np.random.default_rng(options.seed), frames=idx, with_stress=with_stress)
+            if len(idx) else None
             for idx in (train_idx, val_idx))
         baseline = make_baseline(options, group, feature_set)
         if baseline is not None:  # the networks learn the remainder E_ref − E_base, F_ref − F_base

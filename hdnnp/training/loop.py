@@ -91,7 +91,9 @@ def train_networks(arch: nn.Architecture, train: TrainingData, val: TrainingData
     else:
         force_weight = sigma_e ** 2 / sigma_f ** 2
     loss_scale = sigma_e ** 2
-    objective = optimizers.Objective(arch, train, force_weight, loss_scale, block_boxes=options.batch_boxes)
+    stress_weight = float(options.stress_weight) if train.has_stress else 0.0
+    objective = optimizers.Objective(arch, train, force_weight, loss_scale, block_boxes=options.batch_boxes,
+                                     stress_weight=stress_weight)
     rng = np.random.default_rng(options.seed + 1)
     state = dict(resume or {})
     if "rng_state" in state:  # resumed: continue the same random sequence (mini-batches, EKF order)
@@ -113,7 +115,7 @@ def train_networks(arch: nn.Architecture, train: TrainingData, val: TrainingData
             ev = objective.evaluation(theta_np, gradient=False)
         else:
             ev = evaluate(arch, data.xp.asarray(theta_np), data, force_weight, gradient=False,
-                          forces=use_forces, block_boxes=options.batch_boxes)
+                          forces=use_forces, block_boxes=options.batch_boxes, stress_weight=stress_weight)
         return (EV_TO_MEV * np.sqrt(ev.energy_mse_per_atom), EV_TO_MEV * np.sqrt(ev.force_mse),
                 ev.loss / loss_scale)
 

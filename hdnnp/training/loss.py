@@ -3,12 +3,20 @@
 Loss (SPEC §5), for the boxes b of a batch, atoms j and components c of trained forces::
 
     L = mean_b ((E_b_pred - E_b_ref) / N_b)²  +  w_F * mean_{j,c} (F_jc_pred - F_jc_ref)²
+        + w_S * mean_{b,a,c} (v_b,ac_pred - v_b,ac_ref)²
+
+with the virial per atom v_b = σ_b V_b / N_b (eV/atom; σ the stress, ASE's sign, V the volume)
+over the boxes with a reference stress, so ``w_S`` (``--stress-weight``) is dimensionless: an
+error of 1 meV/atom in v weighs as much as 1/sqrt(w_S) meV/atom of energy. The predicted
+strain derivative D_b = ∂E_b/∂ε = Σ_i Σ_c (∂E_i/∂G'_ic) W_ic (W from
+:func:`hdnnp.descriptors.compute.entry_virials`, scaled like G') gives v_pred = D_b / N_b.
 
 units: eV²/atom² for the energy term, (eV/Å)² for the force term, so ``w_F`` is in Å²/atom²
 (an energy error of 1 meV/atom weighs as much as a force error of 1/sqrt(w_F) meV/Å).
 Gradients: dL/dE_i = 2 (E_b - E_ref)/N_b² / n_boxes for each atom i of box b, and, through
-phi_j = dL/dF_j = 2 w_F (F_j - F_ref_j) / n_components, the mixed derivative of
-:func:`hdnnp.nn.backward`.
+phi_j = dL/dF_j = 2 w_F (F_j - F_ref_j) / n_components and psi_b = dL/dD_b = 2 w_S (v_b_pred -
+v_b_ref) / N_b / n_stress_components (input adjoint u_i = Σ_ac psi_b,ac W_i[:, a, c]), the mixed
+derivative of :func:`hdnnp.nn.backward`.
 """
 
 from __future__ import annotations
@@ -36,6 +44,8 @@ class ElementBlock:
     ``atom_index`` (n_rows,) local atom index; ``row_offset`` (n_frames + 1). Derivative pairs
     (only those whose atom's force is trained): ``pair_row`` (into values), ``pair_atom`` (local
     atom index), ``dvalues`` (n_pairs, n_features, 3) Å⁻¹, ``pair_offset`` (n_frames + 1).
+    ``virial`` (n_rows, n_features, 3, 3): the strain derivatives W of each row's features
+    (stress training; zeros for rows of frames without a reference stress), or None.
     """
 
     values: object
@@ -46,6 +56,7 @@ class ElementBlock:
     pair_atom: object = None
     dvalues: object = None
     pair_offset: np.ndarray | None = None
+    virial: object = None
 
     @property
     def has_pairs(self) -> bool:
@@ -57,7 +68,9 @@ class TrainingData:
     """Frames with reference energies (eV), forces (eV/Å) and descriptors, held in memory.
 
     ``force_mask`` (n_atoms,) marks atoms whose forces enter the loss (``--force-fraction``);
-    ``frame_index`` maps local frames back to indices in the stored set.
+    ``frame_index`` maps local frames back to indices in the stored set; ``virial_ref``
+    (n_frames, 3, 3) the reference virial per atom σ V / N (eV/atom), NaN where unknown (with
+    the blocks' ``virial``: stress training).
     """
 
     elements: tuple
@@ -70,7 +83,11 @@ class TrainingData:
     frame_index: np.ndarray | None = None
     temperature: np.ndarray | None = None
     xp: object = np
+    virial_ref: object = None  # (n_frames, 3, 3) eV/atom, NaN where unknown
 
+    @property
+    def has_stress(self) -> bool:
+        return self.virial_ref is not None and all(b.virial is not None for b in self.blocks.values())
     @property
     def n_frames(self) -> int:
         return len(self.atom_offset) - 1
@@ -104,6 +121,7 @@ class TrainingData:
                 row_frame=xp.asarray(np.repeat(np.arange(len(frames)), n_rows_f)),
                 atom_index=xp.asarray(atom_map[_np(blk.atom_index)[rows]]),
                 row_offset=np.concatenate([[0], np.cumsum(n_rows_f)]),
+                virial=None if blk.virial is None else blk.virial[rows_x],
             )
             if blk.has_pairs:
                 pairs = frame_ranges(blk.pair_offset, frames)
@@ -124,6 +142,7 @@ class TrainingData:
             force_mask=None if self.force_mask is None else self.force_mask[atom_sel_x],
             frame_index=None if self.frame_index is None else self.frame_index[frames],
             temperature=None if self.temperature is None else self.temperature[frames],
+            virial_ref=None if self.virial_ref is None else self.virial_ref[xp.asarray(frames)],
         )
 
     def frame_range(self, start: int, stop: int) -> "TrainingData":
@@ -138,7 +157,8 @@ class TrainingData:
             r0, r1 = int(blk.row_offset[start]), int(blk.row_offset[stop])
             kw = dict(values=blk.values[r0:r1], row_frame=blk.row_frame[r0:r1] - start,
                       atom_index=blk.atom_index[r0:r1] - a0,
-                      row_offset=blk.row_offset[start:stop + 1] - r0)
+                      row_offset=blk.row_offset[start:stop + 1] - r0,
+                      virial=None if blk.virial is None else blk.virial[r0:r1])
             if blk.has_pairs:
                 p0, p1 = int(blk.pair_offset[start]), int(blk.pair_offset[stop])
                 kw.update(pair_row=blk.pair_row[p0:p1] - r0, pair_atom=blk.pair_atom[p0:p1] - a0,
@@ -151,6 +171,7 @@ class TrainingData:
             force_mask=None if self.force_mask is None else self.force_mask[a0:a1],
             frame_index=None if self.frame_index is None else self.frame_index[start:stop],
             temperature=None if self.temperature is None else self.temperature[start:stop],
+            virial_ref=None if self.virial_ref is None else self.virial_ref[start:stop],
         )
 
     def to(self, xp) -> "TrainingData":
@@ -165,15 +186,18 @@ class TrainingData:
                 pair_atom=None if blk.pair_atom is None else conv(blk.pair_atom),
                 dvalues=None if blk.dvalues is None else conv(blk.dvalues),
                 pair_offset=blk.pair_offset,
+                virial=None if blk.virial is None else conv(blk.virial),
             )
         return replace(self, energy=conv(self.energy), blocks=blocks,
                        forces=None if self.forces is None else conv(self.forces),
-                       force_mask=None if self.force_mask is None else conv(self.force_mask), xp=xp)
+                       force_mask=None if self.force_mask is None else conv(self.force_mask), xp=xp,
+                       virial_ref=None if self.virial_ref is None else conv(self.virial_ref))
 
     def nbytes(self) -> int:
         total = 0
         for blk in self.blocks.values():
-            for a in (blk.values, blk.row_frame, blk.atom_index, blk.pair_row, blk.pair_atom, blk.dvalues):
+            for a in (blk.values, blk.row_frame, blk.atom_index, blk.pair_row, blk.pair_atom, blk.dvalues,
+                      blk.virial):
                 total += 0 if a is None else a.nbytes
         return total
 
@@ -194,15 +218,19 @@ class Evaluation:
     energy_mse_per_atom: float  # eV²/atom²
     force_mse: float  # (eV/Å)², over trained components; nan without forces
     atomic_energy: object = None  # (n_atoms,) eV, energy of every atom
+    virial_pred: object = None  # (n_frames, 3, 3) eV/atom, predicted σ V / N (with stress_weight > 0)
+    virial_mse: float = float("nan")  # (eV/atom)², over the components of frames with a reference
 
 
 def evaluate(arch: nn.Architecture, theta, data: TrainingData, force_weight: float = 0.0,
-             gradient: bool = True, forces: bool | None = None, block_boxes: int = 0) -> Evaluation:
+             gradient: bool = True, forces: bool | None = None, block_boxes: int = 0,
+             stress_weight: float = 0.0) -> Evaluation:
     """Loss L (see module docstring), its gradient dL/dtheta and the predictions.
 
     ``forces``: compute predicted forces (default: when the data has them and ``force_weight``
     > 0, or when a gradient is not needed and the data has pairs). The force term enters the
-    loss only when ``force_weight`` > 0 and reference forces exist.
+    loss only when ``force_weight`` > 0 and reference forces exist. The stress (virial) term
+    enters when ``stress_weight`` > 0 and the data has strain derivatives and reference stresses.
 
     ``block_boxes`` > 0 (``--batch-boxes``, NUMBER_OF_BOXES_TO_OPT): when forces are computed,
     evaluate the frames in consecutive blocks of that many boxes and sum the blocks'
@@ -216,6 +244,8 @@ def evaluate(arch: nn.Architecture, theta, data: TrainingData, force_weight: flo
     use_force_loss = force_weight > 0 and data.has_forces
     if forces is None:
         forces = use_force_loss or (not gradient and data.has_forces)
+    use_stress = stress_weight > 0 and data.has_stress
+    n_stress = int(np.isfinite(_np(data.virial_ref)).sum()) if use_stress else 0
     n_comp = 0
     if forces and data.forces is not None:
         n_comp = 3 * (int(data.force_mask.sum()) if data.force_mask is not None else data.n_atoms_total)
@@ -224,11 +254,14 @@ def evaluate(arch: nn.Architecture, theta, data: TrainingData, force_weight: flo
     step = int(block_boxes) if forces and block_boxes and 0 < int(block_boxes) < n_frames else max(n_frames, 1)
     views = nn.unflatten(arch, theta)
     parts = [_evaluate_part(arch, views, data.frame_range(a, min(a + step, n_frames)) if step < n_frames else data,
-                            force_weight if use_force_loss else 0.0, gradient, forces, n_frames, n_comp)
+                            force_weight if use_force_loss else 0.0, gradient, forces, n_frames, n_comp,
+                            stress_weight if n_stress else 0.0, n_stress)
              for a in range(0, max(n_frames, 1), step)]
     energy_mse = sum(p["energy_sse"] for p in parts) / n_frames if n_frames else float("nan")
     force_mse = sum(p["force_sse"] for p in parts) / n_comp if n_comp else float("nan")
-    loss = energy_mse + (force_weight * force_mse if use_force_loss and n_comp else 0.0)
+    virial_mse = sum(p["virial_sse"] for p in parts) / n_stress if n_stress else float("nan")
+    loss = (energy_mse + (force_weight * force_mse if use_force_loss and n_comp else 0.0)
+            + (stress_weight * virial_mse if n_stress else 0.0))
     grad = None
     if gradient:
         grad = parts[0]["gradient"]
@@ -236,14 +269,17 @@ def evaluate(arch: nn.Architecture, theta, data: TrainingData, force_weight: flo
             grad = grad + p["gradient"]
     cat = (lambda key: parts[0][key] if len(parts) == 1 else xp.concatenate([p[key] for p in parts]))
     return Evaluation(float(loss), grad, cat("energy_pred"), cat("forces_pred") if forces else None,
-                      energy_mse, force_mse, cat("atomic_energy"))
+                      energy_mse, force_mse, cat("atomic_energy"), cat("virial_pred") if n_stress else None,
+                      virial_mse)
 
 
 def _evaluate_part(arch, views, data: TrainingData, force_weight: float, gradient: bool, forces: bool,
-                   n_frames_total: int, n_comp_total: int) -> dict:
+                   n_frames_total: int, n_comp_total: int, stress_weight: float = 0.0,
+                   n_stress_total: int = 0) -> dict:
     """One block of :func:`evaluate`: predictions, sums of squared errors, and the gradient of
     sum_b ((E_b - E_ref)/N_b)² / n_frames_total + w_F sum_jc (F - F_ref)² / n_comp_total
-    over the block's frames (so that the blocks' gradients add up to dL/dtheta)."""
+    + w_S sum_b,ac (v_b - v_ref)² / n_stress_total over the block's frames (so that the blocks'
+    gradients add up to dL/dtheta)."""
     xp = data.xp
     n_frames = data.n_frames
     n_atoms = xp.asarray(data.n_atoms.astype(np.float64))
@@ -258,14 +294,28 @@ def _evaluate_part(arch, views, data: TrainingData, force_weight: float, gradien
         energy_pred = energy_pred + nn.scatter_add_rows(xp, blk.row_frame, e_i, n_frames)
     err_e = (energy_pred - data.energy) / n_atoms
     out = dict(energy_pred=energy_pred, atomic_energy=atomic_energy, forces_pred=None,
-               energy_sse=float(xp.sum(err_e ** 2)), force_sse=0.0, gradient=None)
-    phi = None
+               energy_sse=float(xp.sum(err_e ** 2)), force_sse=0.0, gradient=None, virial_sse=0.0)
+    phi = psi = None
+    g_in = {}
+    if stress_weight > 0:
+        # v_b = D_b / N_b, D_b = Σ_rows g_i · W_i (the strain derivative of the box's energy)
+        strain = xp.zeros((n_frames, 3, 3))
+        for z, blk in data.blocks.items():
+            g_in[z] = nn.input_gradient(views[z][0], caches[z], xp)
+            per_row = xp.einsum("rc,rcab->rab", g_in[z], blk.virial)
+            strain = strain + nn.scatter_add_rows(xp, blk.row_frame, per_row, n_frames)
+        virial_pred = strain / n_atoms[:, None, None]
+        diff = virial_pred - data.virial_ref
+        known = xp.isfinite(diff)
+        diff = xp.where(known, diff, 0.0)
+        out.update(virial_pred=virial_pred, virial_sse=float((diff ** 2).sum()))
+        psi = 2.0 * stress_weight * diff / n_atoms[:, None, None] / max(n_stress_total, 1)
     if forces:
         forces_pred = xp.zeros((data.n_atoms_total, 3))
         for z, blk in data.blocks.items():
             if not blk.has_pairs:
                 continue
-            g = nn.input_gradient(views[z][0], caches[z], xp)
+            g = g_in[z] if z in g_in else nn.input_gradient(views[z][0], caches[z], xp)
             forces_pred = forces_pred + nn.forces_from_input_gradient(
                 g, blk.pair_row, blk.pair_atom, blk.dvalues, data.n_atoms_total, xp)
         out["forces_pred"] = forces_pred
@@ -283,6 +333,9 @@ def _evaluate_part(arch, views, data: TrainingData, force_weight: float, gradien
             if phi is not None and blk.has_pairs:
                 u = nn.input_adjoint_from_force_adjoint(phi, blk.pair_row, blk.pair_atom, blk.dvalues,
                                                         blk.values.shape[0], xp)
+            if psi is not None:
+                u_s = xp.einsum("rab,rcab->rc", psi[blk.row_frame], blk.virial)
+                u = u_s if u is None else u + u_s
             grads[z] = nn.backward(views[z][0], caches[z], c_frame[blk.row_frame], u, xp)
         out["gradient"] = nn.flatten_gradients(arch, grads, xp)
     return out

@@ -63,8 +63,10 @@ class _Stop(Exception):
 class Objective:
     """f(theta) = L(theta) / loss_scale and its gradient on NumPy vectors, the last evaluation cached."""
 
-    def __init__(self, arch, data: TrainingData, force_weight: float, loss_scale: float, block_boxes: int = 0):
+    def __init__(self, arch, data: TrainingData, force_weight: float, loss_scale: float, block_boxes: int = 0,
+                 stress_weight: float = 0.0):
         self.arch, self.data, self.force_weight, self.loss_scale = arch, data, force_weight, loss_scale
+        self.stress_weight = stress_weight
         self.block_boxes = block_boxes  # evaluate in blocks of this many boxes (0: all at once)
         self.n_evals = 0
         self._last = None
@@ -75,7 +77,7 @@ class Objective:
             return self._last[1]
         xp = self.data.xp
         ev = evaluate(self.arch, xp.asarray(theta), self.data, self.force_weight, gradient=gradient,
-                      block_boxes=self.block_boxes)
+                      block_boxes=self.block_boxes, stress_weight=self.stress_weight)
         self.n_evals += 1
         self._last = (key, ev, gradient)
         return ev
@@ -136,7 +138,8 @@ def run_adam(objective: Objective, theta, options, on_epoch, state: dict, rng):
         order = rng.permutation(data.n_frames)
         for start in range(0, data.n_frames, bs):
             batch = data.subset(np.sort(order[start:start + bs]))
-            ev = evaluate(objective.arch, data.xp.asarray(theta), batch, objective.force_weight)
+            ev = evaluate(objective.arch, data.xp.asarray(theta), batch, objective.force_weight,
+                          stress_weight=objective.stress_weight)
             objective.n_evals += 1
             g = _np(ev.gradient) / objective.loss_scale
             t += 1
@@ -200,6 +203,35 @@ def _frame_jacobians(arch, theta, data: TrainingData, f: int, rng, n_force: int)
     return out
 
 
+#: The six independent components (a, c) of the symmetric virial, EKF measurements of stress training.
+VOIGT = ((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1))
+
+
+def _frame_virial_jacobians(arch, theta, data: TrainingData, f: int):
+    """Virial per atom v = D/N of frame ``f`` (its six independent components with a finite
+    reference), the references and their gradients (n_par, k); None without a reference."""
+    sub = data.frame_range(f, f + 1)
+    ref = _np(sub.virial_ref[0])
+    comps = [(a, c) for a, c in VOIGT if np.isfinite(ref[a, c])]
+    if not comps:
+        return None
+    xp = data.xp
+    views = nn.unflatten(arch, xp.asarray(theta))
+    n = float(sub.n_atoms[0])
+    caches, strain = {}, np.zeros((3, 3))
+    for z, blk in sub.blocks.items():
+        _, caches[z] = nn.forward(*views[z], blk.values, xp, arch.activation)
+        g = nn.input_gradient(views[z][0], caches[z], xp)
+        strain += _np(xp.einsum("rc,rcab->ab", g, blk.virial))
+    hs = []
+    for a, c in comps:
+        grads = {z: nn.backward(views[z][0], caches[z], None, blk.virial[:, :, a, c] / n, xp)
+                 for z, blk in sub.blocks.items()}
+        hs.append(_np(nn.flatten_gradients(arch, grads, xp)))
+    return dict(pred=np.array([strain[a, c] / n for a, c in comps]), ref=np.array([ref[a, c] for a, c in comps]),
+                h=np.array(hs).T)
+
+
 def ekf_measurement_noise(options, epoch: int, lam: float) -> float:
     """R of the EKF update (A = H^T P H + R I): 1/eta for ``standard``, with
     eta = min(eta_0 exp(epoch / eta_tau), eta_max); the forgetting factor ``lam`` for ``fading``."""
@@ -244,6 +276,12 @@ def run_ekf(objective: Objective, theta, options, on_epoch, state: dict, rng, si
                 if "h_force" in jac:
                     xi = (jac["force_ref"] - jac["force_pred"]) / sigma_force
                     update(jac["h_force"] / sigma_force, xi, q, epoch)
+            if objective.stress_weight > 0 and data.has_stress:
+                # the virial components as measurements, weighted like the loss: sqrt(w_S) / sigma_E
+                jac = _frame_virial_jacobians(objective.arch, theta, data, int(f))
+                if jac is not None:
+                    scale = np.sqrt(objective.stress_weight) / sigma_energy
+                    update(jac["h"] * scale, (jac["ref"] - jac["pred"]) * scale, q, epoch)
         P = 0.5 * (P + P.T)  # remove the rounding asymmetry once per epoch
         state.update(ekf_P=P, ekf_lambda=lam, ekf_epoch=epoch + 1)
         if on_epoch(theta.copy()):
