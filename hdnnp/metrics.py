@@ -327,15 +327,18 @@ TRAINING_LOG_COLUMNS = ("epoch", "train_energy_rmse", "val_energy_rmse", "train_
                         "val_force_rmse", "wall_time")
 
 
-def read_training_log(model_path) -> dict:
+def read_training_log(model_path) -> dict | None:
     """Learning curve of ``model.h5`` (``/training/log/*``): arrays keyed by column name.
 
     ``epoch``; ``train_energy_rmse``, ``val_energy_rmse`` (meV/atom); ``train_force_rmse``,
     ``val_force_rmse`` (meV/Å); ``wall_time`` (s). Missing columns are absent from the dict;
     ``validation_frames`` (indices into the training set), ``best_epoch`` (the epoch whose
-    weights were kept: lowest validation loss) and ``stop_reason`` when stored.
+    weights were kept: lowest validation loss) and ``stop_reason`` when stored. None for a
+    potential imported from another code (``hdnnp import``), which has no learning curve.
     """
     with open_stage_file(model_path, "train") as h5:
+        if "training" in h5 and "import_format" in h5["training"].attrs and not len(h5["training"].get("log", [])):
+            return None
         if "training/log" not in h5:
             raise InputFileError(model_path, "no /training/log (learning curve); "
                                              "is it an output of 'hdnnp train'?")

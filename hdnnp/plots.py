@@ -127,7 +127,7 @@ def learning_process_figure(train: PredictionSet | None, log: dict | None,
     for col, (key, ylabel, unit) in enumerate(curves):
         ax = fig.add_subplot(grid[1, col])
         if log is None:
-            ax.text(0.5, 0.5, "no learning curve (model.h5 not given)", ha="center",
+            ax.text(0.5, 0.5, "no learning curve (no model.h5 given, or an imported potential)", ha="center",
                     va="center", transform=ax.transAxes)
             ax.set_axis_off()
             continue

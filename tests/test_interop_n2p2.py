@@ -247,3 +247,30 @@ def test_calculator_refuses_non_finite_positions():
     atoms.positions[3, 1] = np.nan
     with pytest.raises(HdnnpError, match="non-finite positions or cell: the integration diverged"):
         atoms.get_forces()
+
+
+def test_imported_potential_through_predict_and_report(tmp_path, capsys):
+    """predict and report take an imported potential (no learning curve: report says so and
+    draws no LEARNING_PROCESS.png); its errors against n2p2's own predictions are ~0."""
+    import ase
+    from ase.calculators.singlepoint import SinglePointCalculator
+    from ase.io import write
+
+    images = []
+    for frame in golden("ge_mlearn"):
+        a = ase.Atoms(numbers=frame["numbers"], positions=frame["positions"], cell=frame["cell"], pbc=frame["pbc"])
+        a.calc = SinglePointCalculator(a, energy=frame["energy"], forces=np.array(frame["forces"]))
+        images.append(a)
+    write(tmp_path / "ge.extxyz", images)
+    assert run_cli(capsys, "import", DATA / "ge_mlearn", "-o", tmp_path / "ge.h5", "--length-unit", "bohr",
+                   "--energy-unit", "hartree")[0] == 0
+    code, out = run_cli(capsys, "predict", tmp_path / "ge.extxyz", "--model", tmp_path / "ge.h5", "-o",
+                        tmp_path / "p.h5")
+    assert code == 0, out
+    assert "energy RMSE 0.00 meV/atom, force RMSE 0.0 meV/Å" in out
+    code, out = run_cli(capsys, "report", "--model", tmp_path / "ge.h5", "--predictions", tmp_path / "p.h5",
+                        "--out-dir", tmp_path / "figs")
+    assert code == 0, out
+    assert "Training: an imported potential (hdnnp import): no learning curve" in out
+    assert sorted(p.name for p in (tmp_path / "figs").iterdir()) == ["ERROR_HISTOGRAM.png", "FINAL_PREDICTION.png",
+                                                                     "PARITY.png"]

@@ -85,6 +85,8 @@ def format_table(summary: dict) -> str:
 
 def format_training(training: dict) -> str:
     """One line about the learning curve of model.h5."""
+    if "unavailable" in training:
+        return f"Training: {training['unavailable']}"
     head = f"Training: {training['epochs']} epochs"
     if training.get("stop_reason"):
         head += f" (stopped: {training['stop_reason']})"
@@ -248,7 +250,8 @@ def run_report(model_path, predictions_path, symmetry_path=None, out_dir="data",
     if model_path is not None:
         log = metrics.read_training_log(model_path)
         summary["model"] = str(Path(model_path).resolve())
-        summary["training"] = metrics.training_summary(log)
+        summary["training"] = (metrics.training_summary(log) if log is not None
+                               else {"unavailable": "an imported potential (hdnnp import): no learning curve"})
     check = None
     if symmetry_path is not None:
         check = metrics.read_descriptor_check(symmetry_path)
@@ -265,8 +268,9 @@ def run_report(model_path, predictions_path, symmetry_path=None, out_dir="data",
         figures[name] = str(plots.save_figure(fig, out_dir / FIGURE_NAMES[name]))
 
     per_set = summary["sets"]
-    save("learning_process",
-         plots.learning_process_figure(sets.get("train"), log, per_set.get("train")))
+    if "train" in sets or log is not None:  # nothing to draw for a prediction-only imported potential
+        save("learning_process",
+             plots.learning_process_figure(sets.get("train"), log, per_set.get("train")))
     if "predict" in sets and len(sets["predict"]):
         save("final_prediction", plots.final_prediction_figure(sets["predict"], per_set["predict"]))
     save("parity", plots.parity_figure(sets, summary))
