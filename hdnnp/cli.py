@@ -156,6 +156,16 @@ def _parse_feature_list(text):
         raise HdnnpError(f"--features: expected candidate indices like 0,3,7 or a file of them, got '{text}'") from None
 
 
+def _parse_zetas(text):
+    try:
+        values = [float(v) for v in str(text).split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values or any(not v >= 1 for v in values):
+        raise HdnnpError(f"--grid-zetas: expected values >= 1 like 1,2,4,16, got '{text}'")
+    return tuple(values)
+
+
 @cli.command("symmetry")
 @click.argument("prepared", default="prepared.h5", type=click.Path(dir_okay=False))
 @click.option("-o", "--output", default="symmetry.h5", show_default=True, type=click.Path(dir_okay=False),
@@ -168,6 +178,13 @@ def _parse_feature_list(text):
               help="Keep exactly these candidate indices (e.g. 0,3,7 or a file) instead of selecting.")
 @device_option
 @click.option("--cutoff", default=6.0, show_default=True, type=float, help="Cutoff radius Rc (Å).")
+@click.option("--grid", default="seed", show_default=True, metavar="seed|auto|FILE",
+              help="Candidate functions: the seed's grid; auto, generated from the cutoff, the shortest "
+                   "distance of the training frames, --grid-points and --grid-zetas (radial centred and "
+                   "shifted, narrow and wide angular); or a file of n2p2 symfunction_short lines (Å).")
+@click.option("--grid-points", default=8, show_default=True, type=click.IntRange(min=2),
+              help="--grid auto: radial points between the shortest distance and the cutoff.")
+@click.option("--grid-zetas", default="1,2,4,16", show_default=True, help="--grid auto: angular zetas.")
 @click.option("--chunk-frames", default=32, show_default=True, type=int, help="Frames held in memory at once.")
 @click.option("--derivatives", type=click.Choice(["auto", "always", "never"]), default="auto", show_default=True,
               help="Store dG/dr: auto = for sets with forces.")
@@ -175,14 +192,15 @@ def _parse_feature_list(text):
               help="Training atoms per element sampled to fit the selection.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
-def symmetry_command(prepared, output, n_features, selection, features, device, cutoff, chunk_frames,
-                     derivatives, fit_atoms, overwrite, quiet):
+def symmetry_command(prepared, output, n_features, selection, features, device, cutoff, grid, grid_points,
+                     grid_zetas, chunk_frames, derivatives, fit_atoms, overwrite, quiet):
     """Symmetry functions of PREPARED (default prepared.h5): candidates, selection, scaling -> symmetry.h5."""
     from hdnnp.stages.symmetry import symmetry
 
     summary = symmetry(prepared, output, n_features=n_features, device=device, selection=selection,
                        features=_parse_feature_list(features), cutoff=cutoff, chunk_frames=chunk_frames,
-                       derivatives=derivatives, fit_atoms=fit_atoms, overwrite=overwrite, quiet=quiet)
+                       derivatives=derivatives, fit_atoms=fit_atoms, overwrite=overwrite, quiet=quiet,
+                       grid=grid, grid_points=grid_points, grid_zetas=_parse_zetas(grid_zetas))
     for sym, names in summary["selected"].items():
         click.echo(f"{sym}: {len(names)} of {summary['n_candidates']} candidates selected")
     for n, corr in summary.get("descriptor_check", {}).items():

@@ -55,7 +55,10 @@ def study(tmp_path_factory):
 
 
 def _truth(predictions_path):
-    """The table's error columns, recomputed from one run's predictions.h5."""
+    """The table's error columns, recomputed from one run's predictions.h5, whose predictions
+    are first checked against the run's model.h5 evaluated on the raw frames of its
+    prepared.h5 (so the table is tied to the model, not only to the file it was made from)."""
+    _check_predictions_against_model(predictions_path.parent)
     with h5py.File(predictions_path, "r") as h5:
         p, t = h5["predict"], h5["train"]
         e_err = p["energy_predicted"][:] - p["energy_reference"][:]
@@ -74,6 +77,26 @@ def _truth(predictions_path):
             "extrapolating_frames": int(np.count_nonzero(p["extrapolation"][:])),
             "extrapolation_count": int(p["extrapolation"][:].sum()),
         }, sorted(np.unique(t["temperature"][:]).tolist())
+
+
+def _check_predictions_against_model(run_dir):
+    from hdnnp.baseline import iter_frames
+    from hdnnp.model import Potential
+
+    model = Potential.load(run_dir / "model.h5")
+    with h5py.File(run_dir.parent / "prepared.h5", "r") as prep, h5py.File(run_dir / "predictions.h5", "r") as pred:
+        frames = list(iter_frames(prep["predict"]))
+        energies = pred["predict/energy_predicted"][:]
+        forces = pred["predict/forces_predicted"][:]
+        reference = pred["predict/energy_reference"][:]
+    assert len(frames) == len(energies)
+    offset = 0
+    for k, f in enumerate(frames):
+        e, fo = model.predict(f.positions, f.cell, f.pbc, f.species)
+        assert energies[k] == pytest.approx(e, rel=1e-10)
+        np.testing.assert_allclose(forces[offset:offset + len(fo)], fo, rtol=1e-8, atol=1e-10)
+        assert reference[k] == f.energy
+        offset += len(fo)
 
 
 def test_table_matches_every_runs_predictions(study):

@@ -73,7 +73,8 @@ def import_command(directory, fmt, output, length_unit, energy_unit, overwrite):
 
     Supported: symmetry-function types 2, 3 and 9, cutoff types 1-8, activations t, p, s, l,
     every scaling keyword, normalisation (mean_energy, conv_energy, conv_length), atom_energy
-    and normalize_nodes. Predictions need the CPU (--device cpu or auto on a CPU machine)."""
+    and normalize_nodes. n2p2's functions beyond hdnnp's own are computed on the CPU (with a
+    warning on a GPU node)."""
     from hdnnp.elements import symbol
     from hdnnp.h5io import check_can_write
     from hdnnp.interop.n2p2 import read_potential

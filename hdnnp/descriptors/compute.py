@@ -36,6 +36,9 @@ class ElementDescriptors:
     dvalues: np.ndarray | None = None
 
 
+_WARNED_CPU = False
+
+
 def _raw_entries(positions, cell, pbc, species, feature_set, columns, derivatives, device):
     species = np.asarray(species, np.int64)
     positions = np.asarray(positions, float)
@@ -46,7 +49,18 @@ def _raw_entries(positions, cell, pbc, species, feature_set, columns, derivative
     plan.species_index(species)  # unknown elements: a clear error
     from hdnnp.kernels import resolve_device
 
-    if resolve_device(device) == "gpu":
+    on_gpu = resolve_device(device) == "gpu"
+    if on_gpu and not plan.standard:  # the kernel evaluates hdnnp's own functions only
+        global _WARNED_CPU
+        if not _WARNED_CPU:
+            import warnings
+
+            warnings.warn("the GPU kernel evaluates hdnnp's own symmetry functions only (G2 and G4 with one "
+                          "cosine cutoff); these (wide or shifted angular terms, several cutoff radii or another "
+                          "cutoff type) are computed on the CPU", stacklevel=3)
+            _WARNED_CPU = True
+        on_gpu = False
+    if on_gpu:
         from hdnnp.kernels.symmetry_gpu import symmetry_functions_gpu
 
         values, dentry = symmetry_functions_gpu(nl, species, plan, derivatives)

@@ -88,6 +88,7 @@ class FeatureSet:
     cutoff_type: int = 1
     cutoff_alpha: float = 0.0
     scaling: dict[int, tuple] = field(default_factory=dict)
+    grid: str = "seed"  # how the candidates were made (hdnnp.descriptors.grids)
 
     def __post_init__(self):
         self.rc = (np.full(len(self.kind), float(self.cutoff)) if self.rc is None
@@ -270,6 +271,7 @@ class FeatureSet:
         group.attrs["elements"] = np.array(self.elements, np.int32)
         group.attrs["cutoff"] = self.cutoff
         group.attrs["selection_method"] = self.selection_method
+        group.attrs["grid"] = self.grid
         group.attrs["cutoff_type"] = int(self.cutoff_type)
         group.attrs["cutoff_alpha"] = float(self.cutoff_alpha)
         group.attrs["candidate_order"] = (
@@ -308,6 +310,7 @@ class FeatureSet:
                      zeta=cand["zeta"][:], lambda_=cand["lambda"][:],
                      rc=cand["rc"][:] if "rc" in cand else None,
                      cutoff_type=int(group.attrs.get("cutoff_type", 1)),
+                     grid=str(group.attrs.get("grid", "seed")),
                      cutoff_alpha=float(group.attrs.get("cutoff_alpha", 0.0)))
             method = group.attrs.get("selection_method", "")
             fs.selection_method = method.decode() if isinstance(method, bytes) else str(method)

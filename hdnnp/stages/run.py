@@ -88,7 +88,7 @@ EXAMPLE_INPUTS = {
 
 #: Keys of the stage tables of a study file (besides ``[prepare]``) and their value types.
 SYMMETRY_KEYS = {"n_features": int, "selection": str, "cutoff": float, "device": str,
-                 "chunk_frames": int, "derivatives": str, "fit_atoms": int}
+                 "chunk_frames": int, "derivatives": str, "fit_atoms": int, "grid": str, "grid_points": int}
 PREDICT_KEYS = {"forces": bool}
 REPORT_KEYS = {"out_dir": str}
 RUN_KEYS = {"work_dir": str}

@@ -24,6 +24,8 @@ import numpy as np
 from hdnnp.descriptors import ElementDescriptors, FeatureSet, compute_descriptors, compute_raw
 from hdnnp.descriptors.check import descriptor_check
 from hdnnp.descriptors.features import DEFAULT_CUTOFF_ANGSTROM, DEFAULT_N_FEATURES
+from hdnnp.descriptors.grids import (AUTO_RADIAL_POINTS, AUTO_ZETAS, auto_grid, grid_from_file,
+                                     shortest_distance_of_set)
 from hdnnp.elements import symbol
 from hdnnp.errors import HdnnpError
 from hdnnp.h5io import SET_NAMES, atomic_output, check_can_write, iter_frame_chunks, open_stage_file, write_root_attrs
@@ -79,9 +81,13 @@ def _raw_of(frame, fs, device, where: str):
 def symmetry(prepared_path, output_path, n_features: int = DEFAULT_N_FEATURES, device: str = "auto",
              selection: str = "cur", features=None, cutoff: float = DEFAULT_CUTOFF_ANGSTROM,
              chunk_frames: int = 32, derivatives: str = "auto", fit_atoms: int = 20000,
-             check_pairs: int = 20000, seed: int = 0, overwrite: bool = False, quiet: bool = False) -> dict:
+             check_pairs: int = 20000, seed: int = 0, overwrite: bool = False, quiet: bool = False,
+             grid: str = "seed", grid_points: int = AUTO_RADIAL_POINTS, grid_zetas=AUTO_ZETAS) -> dict:
     """Compute, select and scale the symmetry functions of prepared.h5; write symmetry.h5.
 
+    ``grid``: the candidates, ``seed``, ``auto`` (from the cutoff, the shortest distance of the
+    training frames, ``grid_points`` and ``grid_zetas``) or a file of n2p2 symfunction lines
+    (:mod:`hdnnp.descriptors.grids`).
     ``features``: candidate indices to keep instead of an automatic ``selection`` (cur|fps).
     ``derivatives``: auto (for sets with forces) | always | never. Returns a summary dict.
     """
@@ -107,7 +113,12 @@ def symmetry(prepared_path, output_path, n_features: int = DEFAULT_N_FEATURES, d
             elements = [int(z) for z in src.attrs["elements"]]
         else:
             elements = sorted({int(z) for s in sets for z in np.unique(src[s]["atoms/species"][:])})
-        fs = FeatureSet.default(elements, cutoff=cutoff)
+        if grid == "seed":
+            fs = FeatureSet.default(elements, cutoff=cutoff)
+        elif grid == "auto":
+            fs = auto_grid(elements, cutoff, shortest_distance_of_set(src["train"]), grid_points, grid_zetas)
+        else:
+            fs = grid_from_file(grid, elements)
         if features is not None:
             features = [int(c) for c in features]
         n_frames = {s: len(src[s]["frames/atom_offset"]) - 1 for s in sets}
@@ -119,7 +130,7 @@ def symmetry(prepared_path, output_path, n_features: int = DEFAULT_N_FEATURES, d
                              options=json.dumps({"n_features": n_features, "selection": selection,
                                                  "features": features, "cutoff": cutoff,
                                                  "derivatives": derivatives, "device": device,
-                                                 "fit_atoms": fit_atoms, "seed": seed}))
+                                                 "fit_atoms": fit_atoms, "seed": seed, "grid": fs.grid}))
             for s in sets:
                 out.copy(src[s], out, name=s)
 
