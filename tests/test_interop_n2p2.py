@@ -274,3 +274,18 @@ def test_imported_potential_through_predict_and_report(tmp_path, capsys):
     assert "Training: an imported potential (hdnnp import): no learning curve" in out
     assert sorted(p.name for p in (tmp_path / "figs").iterdir()) == ["ERROR_HISTOGRAM.png", "FINAL_PREDICTION.png",
                                                                      "PARITY.png"]
+
+
+def test_scaling_data_without_sigma(tmp_path):
+    """Older n2p2 versions write scaling.data without the sigma column: fine unless the
+    potential scales by sigma."""
+    for name in ("ge_mlearn", "synthetic"):
+        d = _copy(tmp_path, name)
+        lines = [line if line.startswith("#") else " ".join(line.split()[:5])
+                 for line in (d / "scaling.data").read_text().splitlines()]
+        (d / "scaling.data").write_text("\n".join(lines) + "\n")
+    frame = golden("ge_mlearn")[0]
+    e_full = predict(read_potential(DATA / "ge_mlearn", "bohr", "hartree"), frame)[0]
+    assert predict(read_potential(tmp_path / "ge_mlearn", "bohr", "hartree"), frame)[0] == e_full
+    with pytest.raises(HdnnpError, match="sigma <= 0 or none"):
+        read_potential(tmp_path / "synthetic", "bohr", "hartree")

@@ -191,7 +191,7 @@ def read_input_nn(path) -> InputNN:
                                 "elements listed")
     if "nnp_type" in by_key:
         number, args = by_key["nnp_type"]
-        if not args or args[0] not in ("2", "HDNNP_2G", "2G"):
+        if not args or args[0] not in ("2", "2G-HDNNP"):
             _fail(path, number, f"nnp_type {' '.join(args)}: only short-range HDNNPs (type 2) are supported")
     if "cutoff_type" in by_key:
         from hdnnp.descriptors.symmetry_functions import CUTOFF_TYPES
@@ -286,9 +286,9 @@ def _symmetry_function(path, number, args, elements) -> SymmetryFunction:
     return SymmetryFunction(central, t, nb, eta, rs, zeta, lam, rc, number)
 
 
-def _read_columns(path, expected: int, what: str, n_columns: int = 1) -> np.ndarray:
-    """The first ``n_columns`` numbers of every non-comment line of ``path`` (n2p2's
-    ``readColumnsFromFile``), checked to be ``expected`` rows."""
+def _read_columns(path, expected: int, what: str, n_columns: int = 1, optional: int = 0) -> np.ndarray:
+    """The first ``n_columns`` (+ up to ``optional`` more, NaN where absent) numbers of every
+    non-comment line of ``path`` (n2p2's ``readColumnsFromFile``), checked to be ``expected`` rows."""
     path = Path(path)
     if not path.is_file():
         raise HdnnpError(f"{path}: missing ({what})")
@@ -299,10 +299,11 @@ def _read_columns(path, expected: int, what: str, n_columns: int = 1) -> np.ndar
         words = raw.split()
         if len(words) < n_columns:
             _fail(path, number, f"expected {n_columns} numbers, got '{raw.strip()}'")
-        rows.append([_float(path, number, w, "a value") for w in words[:n_columns]])
+        values = [_float(path, number, w, "a value") for w in words[:n_columns + optional]]
+        rows.append(values + [np.nan] * (n_columns + optional - len(values)))
     if len(rows) != expected:
         raise HdnnpError(f"{path}: {len(rows)} values, expected {expected} for {what}")
-    return np.array(rows, float).reshape(len(rows), n_columns)
+    return np.array(rows, float).reshape(len(rows), n_columns + optional)
 
 
 def read_potential(directory, length_unit: str = "angstrom", energy_unit: str = "eV", warn=None):
@@ -339,7 +340,8 @@ def read_potential(directory, length_unit: str = "angstrom", energy_unit: str = 
             raise HdnnpError(f"{directory / 'input.nn'}: no symmetry functions for element {symbol(z)}")
     n_total = sum(len(f) for f in per_element.values())
     stats = _read_columns(directory / "scaling.data", n_total, f"{n_total} symmetry functions "
-                          f"({', '.join(f'{len(per_element[z])} of {symbol(z)}' for z in spec.elements)})", 6)
+                          f"({', '.join(f'{len(per_element[z])} of {symbol(z)}' for z in spec.elements)})",
+                          5, optional=1)  # older n2p2 versions write no sigma
     # candidates: the union of all elements' functions, one row per distinct definition (Å)
     keys, rows = {}, []
     selected = {}
@@ -425,9 +427,9 @@ def _scaling(spec: InputNN, gmin, gmax, gmean, gsigma, path, z):
     if spec.scaling in ("scale", "scale+center") and np.any(gmax <= gmin):
         raise HdnnpError(f"{path}: {symbol(z)} has a function with Gmax <= Gmin; n2p2's scaling divides by "
                          "Gmax − Gmin")
-    if spec.scaling == "sigma" and np.any(gsigma <= 0):
-        raise HdnnpError(f"{path}: {symbol(z)} has a function with sigma <= 0; scale_symmetry_functions_sigma "
-                         "divides by it")
+    if spec.scaling == "sigma" and not np.all(gsigma > 0):
+        raise HdnnpError(f"{path}: {symbol(z)} has a function with sigma <= 0 or none (a 5-column row); "
+                         "scale_symmetry_functions_sigma divides by it")
     if spec.scaling == "scale":
         return gmin.copy(), width / (gmax - gmin), np.full_like(gmin, spec.smin)
     if spec.scaling == "scale+center":
