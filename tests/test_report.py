@@ -290,3 +290,32 @@ def test_report_of_the_real_stages_agrees_with_the_training_log(tmp_path, capsys
         training["kept_val_force_rmse_mev_per_angstrom"], rel=1e-6)
     assert summary["descriptor_check"]["labels"][-1] == "all"
     assert set(summary["figures"]) == set(FIGURE_NAMES) - {"committee_spread"}  # a single model
+
+
+def test_parity_and_histogram_carry_the_data(tmp_path):
+    """Not only a valid PNG: the parity points are (reference, prediction) of every frame of
+    each subset, and each histogram integrates to one over exactly that subset's errors."""
+    model, pred, _ = write_inputs(tmp_path)
+    sets = metrics.load_predictions(pred)
+    summary = metrics.summarize_sets(sets)
+    fig = plots.parity_figure(sets, summary)
+    p = sets["predict"]
+    points = {c.get_label().split(" (")[0]: c.get_offsets() for c in fig.axes[0].collections}
+    np.testing.assert_allclose(points["predict"], np.stack([p.energy_reference, p.energy_predicted], 1) / NATOMS)
+    t = sets["train"]
+    val = t.is_validation
+    np.testing.assert_allclose(points["validation"][:, 1], (t.energy_predicted / t.n_atoms)[val])
+    forces = {c.get_label().split(":")[0]: c.get_offsets() for c in fig.axes[1].collections}
+    np.testing.assert_allclose(forces["predict"], np.stack([p.force_sample_reference, p.force_sample_predicted], 1))
+
+    fig = plots.error_histogram_figure(sets, summary)
+    assert len(fig.axes[0].patches) == 3  # training, validation, predict
+    for patch in fig.axes[0].patches:
+        label = patch.get_label().split(":")[0]
+        xy = patch.get_xy()  # the step outline: (edges, densities)
+        edges, heights = xy[1:-1:2, 0], xy[1:-1:2, 1]
+        widths = np.diff(np.unique(xy[:, 0]))
+        assert np.sum(heights[:len(widths)] * widths) == pytest.approx(1.0, rel=1e-9), label
+    err = sets["predict"].energy_error_per_atom_mev
+    assert f"predict {summary['sets']['predict']['all']['energy_per_atom_rmse_mev']:.3g}" in fig.axes[0].get_title()
+    assert np.sqrt(np.mean(err ** 2)) == pytest.approx(summary["sets"]["predict"]["all"]["energy_per_atom_rmse_mev"])
