@@ -129,6 +129,20 @@ def atomic_directory(path, overwrite: bool = False) -> Iterator[Path]:
         release_output(path)
 
 
+def check_free_space(path, need_bytes: float, what: str) -> None:
+    """Fail before any work if the file system of ``path`` has less free space than an output
+    of about ``need_bytes`` (plus 10 % and 64 MiB): HDF5 cannot fail cleanly on a full disk."""
+    import shutil
+
+    path = Path(path)
+    directory = path.parent if path.parent.exists() else Path(".")
+    free = shutil.disk_usage(directory).free
+    need = 1.1 * float(need_bytes) + 64 * 2 ** 20
+    if free < need:
+        raise HdnnpError(f"{path}: {what} needs about {need / 2 ** 30:.2f} GiB, but only {free / 2 ** 30:.2f} GiB "
+                         f"are free in {directory.resolve()}; free space or write elsewhere")
+
+
 def _exchange(a: Path, b: Path) -> bool:
     """Swap two existing paths atomically (Linux renameat2 with RENAME_EXCHANGE); False where
     the system or the file system cannot."""

@@ -520,3 +520,21 @@ def test_a_text_input_without_newlines_is_refused_not_read_whole(tmp_path, capsy
               str(tmp_path / "p.h5")])
     err = capsys.readouterr().err
     assert exc.value.code == 2 and f"{which}.X.300K, line 1: a line longer than 65536 characters" in err, err
+
+
+def test_symmetry_refuses_a_disk_too_small_before_any_work(files, tmp_path, capsys, monkeypatch):
+    """HDF5 cannot fail cleanly on a full disk (it segfaulted): the symmetry stage, the largest
+    output, estimates its size first and names what is missing."""
+    import shutil
+    from collections import namedtuple
+
+    real = shutil.disk_usage
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10 ** 9, 10 ** 9 - 10 ** 6, 10 ** 6))
+    capsys.readouterr()
+    status = _status(["symmetry", str(files / "prepared.h5"), "-o", str(tmp_path / "s.h5"), "-q"])
+    err = capsys.readouterr().err
+    assert status == 2 and "the symmetry file needs about" in err and "GiB are free" in err, err
+    assert not list(tmp_path.iterdir())  # nothing written, no temporary, no lock left
+    monkeypatch.setattr(shutil, "disk_usage", real)
+    assert _status(["symmetry", str(files / "prepared.h5"), "-o", str(tmp_path / "s.h5"), "-q"]) == 0

@@ -51,6 +51,7 @@ from hdnnp.md.driver import ENSEMBLES
               help="train: option set of every committee member.")
 @click.option("--epochs", type=int, default=None, help="train: most epochs [optimiser default].")
 @click.option("--hidden", default=None, help=f"train: hidden layer widths, e.g. 15,15 {preset_defaults('hidden')}.")
+@click.option("--activation", default=None, help="train: hidden-layer activation(s), e.g. softplus [tanh].")
 @click.option("--force-weight", type=float, default=None,
               help="train: weight of the force term (Å²/atom²) [the first committee's automatic weight, kept].")
 @click.option("--baseline", type=click.Choice(["zbl", "none"]), default="none", show_default=True,
@@ -62,7 +63,7 @@ from hdnnp.md.driver import ENSEMBLES
 def learn_command(prepared, temperatures, reference, reference_args, add_labels, work_dir, model_path, iterations,
                   ensemble, pressure, md_time_ps, timestep, supercell, write_every, max_frames, spread_threshold,
                   spread_max, extrapolation_threshold, min_separation_ps, committee, n_features, preset, epochs,
-                  hidden, force_weight, baseline, seed, resume, overwrite, quiet):
+                  hidden, activation, force_weight, baseline, seed, resume, overwrite, quiet):
     """Refine a committee potential by query by committee: MD at the given temperatures, label the
     frames where the committee disagrees or extrapolates with the reference, retrain; repeat until
     every run survives --md-time without a guard firing, or --iterations.
@@ -93,6 +94,8 @@ def learn_command(prepared, temperatures, reference, reference_args, add_labels,
         train["epochs"] = epochs
     if hidden is not None:
         train["hidden"] = list(_parse_hidden(hidden))
+    if activation is not None:
+        train["activation"] = activation
     if force_weight is not None:
         train["force_weight"] = force_weight
     settings = LearnSettings(

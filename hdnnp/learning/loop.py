@@ -114,6 +114,9 @@ class LearnSettings:
         if not 0 <= self.seed < 2 ** 32 - 1000:
             raise HdnnpError(f"--seed: expected an integer in [0, 2³²), got {self.seed}")
         parse_reference(self.reference, self.reference_args)
+        from hdnnp.training.presets import make_options
+
+        make_options(**{"preset": "default", **self.train})  # bad training options: one line, before any work
 
     def conditions(self) -> list[str]:
         return [condition_label(self.ensemble, t, self.pressure_GPa) for t in self.temperatures]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -28,7 +29,8 @@ from hdnnp.descriptors.grids import (AUTO_RADIAL_POINTS, AUTO_ZETAS, auto_grid, 
                                      shortest_distance_of_set)
 from hdnnp.elements import symbol
 from hdnnp.errors import HdnnpError
-from hdnnp.h5io import SET_NAMES, atomic_output, check_can_write, iter_frame_chunks, open_stage_file, write_root_attrs
+from hdnnp.h5io import (SET_NAMES, atomic_output, check_can_write, check_free_space, iter_frame_chunks,
+                        open_stage_file, write_root_attrs)
 from hdnnp.kernels import resolve_device
 from hdnnp.model import outside_training_range
 from hdnnp.progress import Progress
@@ -123,6 +125,8 @@ def symmetry(prepared_path, output_path, n_features: int = DEFAULT_N_FEATURES, d
             features = [int(c) for c in features]
         n_frames = {s: len(src[s]["frames/atom_offset"]) - 1 for s in sets}
         summary = {"device": device, "n_candidates": fs.n_candidates, "sets": {}}
+        check_free_space(output_path, _estimated_size(src, sets, fs, n_features, derivatives, prepared_path),
+                         "the symmetry file")
 
         with atomic_output(output_path, overwrite) as tmp, h5py.File(tmp, "w") as out:
             write_root_attrs(out, "symmetry", inputs=[prepared_path],
@@ -187,6 +191,25 @@ def symmetry(prepared_path, output_path, n_features: int = DEFAULT_N_FEATURES, d
     summary["selected"] = {symbol(z): [fs.describe(c) for c in fs.selected[z]] for z in fs.elements}
     summary["wall_time_s"] = time.perf_counter() - t_start
     return summary
+
+
+def _estimated_size(src, sets, fs, n_features: int, derivatives: str, prepared_path) -> float:
+    """Bytes symmetry.h5 will take, about: the copied frames, ``raw`` (every candidate), the
+    selected features and, with derivatives, one pair per neighbour-list entry of each atom
+    (the mean over the first training frame) plus its own; the strain derivatives with stresses."""
+    from hdnnp.neighbors import neighbor_list
+
+    frame = next(iter_frame_chunks(src["train"], 1))[1].frame(0)
+    entries = len(neighbor_list(frame.positions, frame.cell, frame.pbc, fs.cutoff)) / max(len(frame.species), 1)
+    total = float(Path(prepared_path).stat().st_size)
+    for s in sets:
+        n_atoms = int(src[s]["frames/atom_offset"][-1])
+        total += n_atoms * (fs.n_candidates + n_features + 1) * 8
+        if derivatives == "always" or (derivatives == "auto" and "atoms/forces" in src[s]):
+            total += n_atoms * (entries + 1) * (3 * n_features + 2) * 8
+            if "frames/stress" in src[s]:
+                total += n_atoms * n_features * 9 * 8
+    return total
 
 
 def _features_of_set(src, dst, fs, device, with_deriv, chunk_frames, progress) -> dict:
