@@ -210,16 +210,24 @@ def fit_baseline(frames, elements, cutoff: float, radii: tuple | None = None) ->
     return ZBLBaseline(pairs, INNER_FRACTION * r_out, r_out)
 
 
-def baseline_of_set(baseline: ZBLBaseline, group, forces: bool = True, chunk_frames: int = 256):
-    """Baseline energy per frame (eV) and forces per atom (eV/Å, or None) of a frame-set group."""
-    energies, force_parts = [], []
+def baseline_of_set(baseline: ZBLBaseline, group, forces: bool = True, chunk_frames: int = 256,
+                    strain: bool = False):
+    """Baseline energy per frame (eV) and forces per atom (eV/Å, or None) of a frame-set group;
+    with ``strain`` a third item, its strain derivative ∂E/∂ε per frame (n_frames, 3, 3) eV
+    (NaN for frames not periodic in all three directions)."""
+    energies, force_parts, strains = [], [], []
     for f in iter_frames(group, chunk_frames):
-        e, fo, _, _ = baseline.evaluate(f.positions, f.cell, f.pbc, f.species, forces=forces)
+        periodic = bool(np.all(f.pbc))
+        e, fo, _, s = baseline.evaluate(f.positions, f.cell, f.pbc, f.species, forces=forces,
+                                        stress=strain and periodic)
         energies.append(e)
         if forces:
             force_parts.append(fo)
+        if strain:
+            strains.append(s if periodic else np.full((3, 3), np.nan))
     energy = np.array(energies)
-    return energy, (np.concatenate(force_parts) if force_parts else np.zeros((0, 3))) if forces else None
+    out = (energy, (np.concatenate(force_parts) if force_parts else np.zeros((0, 3))) if forces else None)
+    return out + (np.array(strains).reshape(-1, 3, 3),) if strain else out
 
 
 def iter_frames(group, chunk_frames: int = 256):

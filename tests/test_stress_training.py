@@ -151,3 +151,34 @@ def test_stress_weight_needs_stresses(tmp_path, capsys):
         main(["train", str(tmp_path / "s.h5"), "-o", str(tmp_path / "m.h5"), "--stress-weight", "1", "-q"])
     assert exc.value.code == 2 and "--stress-weight needs reference stresses" in capsys.readouterr().err
     assert not (tmp_path / "m.h5").exists()
+
+
+def test_stress_training_with_a_baseline(tmp_path):
+    """With --baseline the networks learn v_ref − v_base: the trained model (networks + baseline)
+    predicts the stress the loss saw plus the baseline's, and the baseline contributes."""
+    import h5py
+    from ase.io import read as ase_read, write as ase_write
+
+    from hdnnp.baseline import baseline_of_set
+    from hdnnp.cli import main
+    from hdnnp.model import Potential
+    from hdnnp.stages.train import load_training_data
+    from test_other_formats import _emt_frames
+
+    ase_write(tmp_path / "t.extxyz", _emt_frames(n=6))
+    frames = ase_read(tmp_path / "t.extxyz", ":")
+    main(["prepare", "--train-file", str(tmp_path / "t.extxyz"), "-o", str(tmp_path / "p.h5"), "-q"])
+    main(["symmetry", str(tmp_path / "p.h5"), "-o", str(tmp_path / "s.h5"), "--n-features", "8", "-q"])
+    main(["train", str(tmp_path / "s.h5"), "-o", str(tmp_path / "m.h5"), "--optimizer", "lbfgs", "--epochs", "10",
+          "--patience", "0", "--hidden", "5", "--stress-weight", "1", "--val-fraction", "0", "--baseline", "zbl",
+          "--baseline-radii", "2.2:3.0", "-q"])
+    model = Potential.load(tmp_path / "m.h5")
+    with h5py.File(tmp_path / "s.h5") as h5:
+        data = load_training_data(h5["train"], model.elements, False, with_stress=True)
+        _, _, strain = baseline_of_set(model.baseline, h5["train"], forces=False, strain=True)
+    assert np.abs(strain).max() > 1e-3  # the baseline acts on these frames
+    ev = evaluate(model.architecture, model.theta, data, 0.0, gradient=False, stress_weight=1.0)
+    a = frames[2]
+    sigma = model.predict(a.positions, a.cell.array, a.pbc, a.numbers, forces=False, stress=True)[2]
+    np.testing.assert_allclose((ev.virial_pred[2] * len(a) + strain[2]) / a.get_volume(), sigma, rtol=1e-9,
+                               atol=1e-12)

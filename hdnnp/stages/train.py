@@ -307,9 +307,6 @@ def train(symmetry_path, output_path, options: TrainOptions, overwrite: bool = F
                                               options.val_split, source, step)
         # read separately (the same force mask: same seed), so the set is held only once
         with_stress = options.stress_weight > 0
-        if with_stress and options.baseline != "none":
-            raise HdnnpError("--stress-weight with --baseline: the baseline's stress is not subtracted from the "
-                             "targets yet; train with one of them")
         if with_stress and not group.attrs.get("virial", False):
             raise HdnnpError(f"{symmetry_path}: --stress-weight needs reference stresses and their strain "
                              "derivatives; this training set has none (prepare data with stresses, e.g. extxyz "
@@ -320,14 +317,17 @@ def train(symmetry_path, output_path, options: TrainOptions, overwrite: bool = F
             if len(idx) else None
             for idx in (train_idx, val_idx))
         baseline = make_baseline(options, group, feature_set)
-        if baseline is not None:  # the networks learn the remainder E_ref − E_base, F_ref − F_base
-            base_energy, base_forces = baseline_of_set(baseline, group, forces=with_forces)
+        if baseline is not None:  # the networks learn the remainder E_ref − E_base, F_ref − F_base (, v_ref − v_base)
+            base_energy, base_forces, *base_strain = baseline_of_set(baseline, group, forces=with_forces,
+                                                                     strain=with_stress)
             offset = group["frames/atom_offset"][:].astype(np.int64)
             for data, idx in ((train_data, train_idx), (val_data, val_idx)):
                 if data is not None:
                     data.energy = data.energy - base_energy[idx]
                     if with_forces:
                         data.forces = data.forces - base_forces[frame_ranges(offset, idx)]
+                    if with_stress:  # virial per atom: ∂E/∂ε / N
+                        data.virial_ref = data.virial_ref - base_strain[0][idx] / data.n_atoms[:, None, None]
     for data in (train_data, val_data):
         _check_finite_data(data, symmetry_path)
     if device != "cpu":
