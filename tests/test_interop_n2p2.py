@@ -132,9 +132,31 @@ def test_cli_import_predict_export(tmp_path, capsys):
     frame = golden("ge_mlearn")[0]
     energy, _ = predict(Potential.load(tmp_path / "ge.h5"), frame)
     assert energy == pytest.approx(frame["energy"], rel=1e-11)
+    # exported again in Å and eV with its own (0..1 min/max) scaling: n2p2's predictions again
     code, out = run_cli(capsys, "export", tmp_path / "ge.h5", "-o", tmp_path / "ge_out")
-    assert code == 2 and "imported n2p2 scaling" in out
-    assert not (tmp_path / "ge_out").exists()
+    assert code == 0, out
+    text = (tmp_path / "ge_out" / "input.nn").read_text()
+    assert "scale_min_short 0.0" in text and "scale_max_short 1.0" in text and "-1.0" not in text.split("scale")[1]
+    again = read_potential(tmp_path / "ge_out")  # Å and eV now: no units to give
+    for frame in golden("ge_mlearn"):
+        energy, forces = predict(again, frame)
+        assert energy == pytest.approx(frame["energy"], rel=1e-11)
+        np.testing.assert_allclose(forces, frame["forces"], rtol=0, atol=1e-10 * np.abs(frame["forces"]).max())
+
+
+@pytest.mark.parametrize("name", ["synthetic", "ge_mlearn"])
+def test_imported_potentials_export_back_exactly(tmp_path, name):
+    """n2p2 -> hdnnp -> n2p2 -> hdnnp: the scaling keywords and statistics come back (sigma
+    scaling, normalisation and normalize_nodes folded into Å/eV weights), predictions to 1e-12."""
+    first = read_potential(DATA / name, *UNITS[name])
+    export_potential(first, tmp_path / "out")
+    second = read_potential(tmp_path / "out")
+    assert second.feature_set.scaling_keywords == first.feature_set.scaling_keywords
+    for frame in golden(name):
+        e1, f1 = predict(first, frame)
+        e2, f2 = predict(second, frame)
+        assert e2 == pytest.approx(e1, rel=1e-12)
+        np.testing.assert_allclose(f2, f1, rtol=0, atol=1e-12 * np.abs(f1).max())
 
 
 def test_cli_export_refuses_existing_directory(tmp_path, capsys):

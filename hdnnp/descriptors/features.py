@@ -89,6 +89,8 @@ class FeatureSet:
     cutoff_alpha: float = 0.0
     scaling: dict[int, tuple] = field(default_factory=dict)
     grid: str = "seed"  # how the candidates were made (hdnnp.descriptors.grids)
+    #: an imported potential's n2p2 scaling keywords (input.nn lines), written back by export
+    scaling_keywords: str = ""
 
     def __post_init__(self):
         self.rc = (np.full(len(self.kind), float(self.cutoff)) if self.rc is None
@@ -272,6 +274,7 @@ class FeatureSet:
         group.attrs["cutoff"] = self.cutoff
         group.attrs["selection_method"] = self.selection_method
         group.attrs["grid"] = self.grid
+        group.attrs["scaling_keywords"] = self.scaling_keywords
         group.attrs["cutoff_type"] = int(self.cutoff_type)
         group.attrs["cutoff_alpha"] = float(self.cutoff_alpha)
         group.attrs["candidate_order"] = (
@@ -311,6 +314,7 @@ class FeatureSet:
                      rc=cand["rc"][:] if "rc" in cand else None,
                      cutoff_type=int(group.attrs.get("cutoff_type", 1)),
                      grid=str(group.attrs.get("grid", "seed")),
+                     scaling_keywords=str(group.attrs.get("scaling_keywords", "")),
                      cutoff_alpha=float(group.attrs.get("cutoff_alpha", 0.0)))
             method = group.attrs.get("selection_method", "")
             fs.selection_method = method.decode() if isinstance(method, bytes) else str(method)

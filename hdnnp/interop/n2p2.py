@@ -362,6 +362,12 @@ def read_potential(directory, length_unit: str = "angstrom", energy_unit: str = 
                     eta=np.array(c[3]), rs=np.array(c[4]), zeta=np.array(c[5]), lambda_=np.array(c[6]), rc=rc,
                     cutoff_type=spec.cutoff_type, cutoff_alpha=spec.cutoff_alpha)
     fs.selection_method = "n2p2"
+    fs.scaling_keywords = "\n".join(
+        {"scale": ["scale_symmetry_functions"], "center": ["center_symmetry_functions"],
+         "scale+center": ["scale_symmetry_functions", "center_symmetry_functions"],
+         "sigma": ["scale_symmetry_functions_sigma"], "none": []}[spec.scaling]
+        + ([f"scale_min_short {_fmt(spec.smin)}", f"scale_max_short {_fmt(spec.smax)}"]
+           if spec.scaling in ("scale", "scale+center", "sigma") else []))
     start = 0
     for z in spec.elements:
         n = len(per_element[z])
@@ -452,16 +458,18 @@ def write_potential(potential, directory, theta=None, source: str = "") -> dict:
     """Write ``potential`` (weights ``theta``, default its first member) as n2p2 files into the
     existing, empty ``directory``; returns {"cutoff": Å, "elements": symbols}.
 
-    hdnnp's ranging becomes ``scale_symmetry_functions`` with Smin = −1, Smax = 1. A feature
-    constant in training (hdnnp feeds 0, n2p2 would divide by zero) is written with the range
-    [G, G + 1] and zero weights out of it: the same energies. Refuses what the format cannot
-    hold: a repulsive baseline, an imported scaling other than min/max."""
+    hdnnp's ranging becomes ``scale_symmetry_functions`` with Smin = −1, Smax = 1; an imported
+    potential keeps its own scaling keywords and statistics. A feature constant in training
+    (hdnnp feeds 0, n2p2 would divide by zero) is written with the range [G, G + 1] and zero
+    weights out of it: the same energies. Refuses what the format cannot hold: a repulsive
+    baseline."""
     fs = potential.feature_set
     if potential.baseline is not None:
         raise HdnnpError("this model has a repulsive (ZBL) baseline, which n2p2's format cannot hold; "
                          "export a model trained with --baseline none")
-    if any(z in fs.scaling for z in fs.elements):
-        raise HdnnpError("this model keeps an imported n2p2 scaling; export the original n2p2 files instead")
+    imported = any(z in fs.scaling for z in fs.elements)
+    if imported and not fs.scaling_keywords:
+        raise HdnnpError("this model has a scaling of unknown origin, which n2p2's keywords cannot express")
     directory = Path(directory)
     arch = potential.architecture
     theta = potential.theta if theta is None else np.asarray(theta, float)
@@ -474,14 +482,16 @@ def write_potential(potential, directory, theta=None, source: str = "") -> dict:
              "elements " + " ".join(symbol(z) for z in fs.elements)]
     lines += [f"atom_energy {symbol(z)} 0.0" for z in fs.elements]
     lines += [f"cutoff_type {int(fs.cutoff_type)} {_fmt(fs.cutoff_alpha)}",
-              "scale_symmetry_functions", "scale_min_short -1.0", "scale_max_short 1.0",
+              *(fs.scaling_keywords.splitlines() if imported else
+                ["scale_symmetry_functions", "scale_min_short -1.0", "scale_max_short 1.0"]),
               f"global_hidden_layers_short {len(arch.hidden)}",
               "global_nodes_short " + " ".join(str(h) for h in arch.hidden),
               "global_activation_short " + " ".join(letters + ["l"]),
               "use_short_forces", ""]
     scaling_rows = ["# Symmetry function scaling data written by hdnnp (columns: element index, function "
-                    "index, Gmin, Gmax, Gmean, Gsigma over the training atoms the features were selected on; "
-                    "scale_symmetry_functions uses Gmin and Gmax only)"]
+                    "index, Gmin, Gmax, Gmean, Gsigma" + (", as imported)" if imported else
+                    " over the training atoms the features were selected on; scale_symmetry_functions uses "
+                    "Gmin and Gmax only)")]
     if any(z not in fs.candidate_mean for z in fs.elements):
         scaling_rows.append("# Gmean and Gsigma were not recorded by the hdnnp version that made this model: "
                             "written as (Gmin + Gmax)/2 and 0")
@@ -503,15 +513,15 @@ def write_potential(potential, directory, theta=None, source: str = "") -> dict:
                 lines.append(f"symfunction_short {symbol(z)} {f.type} {nb} {_fmt(f.eta)} {_fmt(f.lam)} "
                              f"{_fmt(f.zeta)} {_fmt(f.rc)} {_fmt(f.rs)}")
         gmin, gmax = fs.min[z][order], fs.max[z][order].copy()
-        constant = ~(gmax > gmin)
+        constant = ~(gmax > gmin) & (not imported)  # an imported scaling is written as it came
         gmax[constant] = gmin[constant] + 1.0
         if z in fs.candidate_mean:
             gmean, gsigma = fs.candidate_mean[z][sel][order], fs.candidate_sigma[z][sel][order]
         else:
             gmean, gsigma = 0.5 * (gmin + gmax), np.zeros(len(order))
         for k in range(len(order)):
-            scaling_rows.append(f"{index[z] + 1} {k + 1} {_fmt(gmin[k])} {_fmt(gmax[k])} "
-                                f"{_fmt(gmean[k])} {_fmt(gsigma[k])}")
+            sigma = f" {_fmt(gsigma[k])}" if np.isfinite(gsigma[k]) else ""  # older n2p2: no sigma
+            scaling_rows.append(f"{index[z] + 1} {k + 1} {_fmt(gmin[k])} {_fmt(gmax[k])} {_fmt(gmean[k])}{sigma}")
         weights, biases = views[z]
         w0 = np.array(weights[0][order])
         w0[constant] = 0.0
