@@ -172,7 +172,7 @@ def test_stress_and_groups_are_read_and_scored(tmp_path, capsys):
             - a.get_stress(voigt=False) for a in frames[:4]]
     rmse = EV_PER_ANGSTROM3_IN_GPA * np.sqrt(np.mean(np.square(diff)))
     elastic = EV_PER_ANGSTROM3_IN_GPA * np.sqrt(np.mean(np.square(diff[1::2])))
-    assert f"predict: 4 frames" in out and f"stress RMSE {rmse:.3f} GPa" in out, out
-    assert f"  Elastic: 2 frames" in out and f"stress RMSE {elastic:.3f} GPa" in out.split("  Elastic:")[-1], out
+    assert "predict: 4 frames" in out and f"stress RMSE {rmse:.3f} GPa" in out, out
+    assert "  Elastic: 2 frames" in out and f"stress RMSE {elastic:.3f} GPa" in out.split("  Elastic:")[-1], out
     with h5py.File(tmp_path / "pr.h5") as h5:
         np.testing.assert_allclose(h5["predict/stress_reference"][:], [a.get_stress(voigt=False) for a in frames[:4]])

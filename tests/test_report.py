@@ -313,7 +313,7 @@ def test_parity_and_histogram_carry_the_data(tmp_path):
     for patch in fig.axes[0].patches:
         label = patch.get_label().split(":")[0]
         xy = patch.get_xy()  # the step outline: (edges, densities)
-        edges, heights = xy[1:-1:2, 0], xy[1:-1:2, 1]
+        heights = xy[1:-1:2, 1]
         widths = np.diff(np.unique(xy[:, 0]))
         assert np.sum(heights[:len(widths)] * widths) == pytest.approx(1.0, rel=1e-9), label
     err = sets["predict"].energy_error_per_atom_mev
