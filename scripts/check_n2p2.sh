@@ -51,20 +51,8 @@ echo "== import: n2p2's example potentials"
 if [[ -n "${MLEARN:-}" ]]; then
     for el in Ge Si; do
         echo "== import: the mlearn $el potential"
-        python - "$MLEARN" "$el" > "$WORK/mlearn_$el.data" <<'EOF'
-import sys
-import ase.io
-from ase.units import Bohr, Hartree
-for a in ase.io.read(f"{sys.argv[1]}/{sys.argv[2]}.test.extxyz", ":3"):
-    print("begin")
-    for v in a.cell.array:
-        print("lattice", *(repr(float(x) / Bohr) for x in v))
-    for s, p in zip(a.get_chemical_symbols(), a.positions):
-        print("atom", *(repr(float(x) / Bohr) for x in p), s, "0.0 0.0 0.0 0.0 0.0")
-    print("energy 0.0\ncharge 0.0\nend")
-EOF
-        "${CHECK[@]}" import "$MLEARN/n2p2_model_$el" --n2p2-bin "$N2P2_BIN" --data "$WORK/mlearn_$el.data" \
-            --length-unit bohr --energy-unit hartree || status=1
+        "${CHECK[@]}" import "$MLEARN/n2p2_model_$el" --n2p2-bin "$N2P2_BIN" --data "$MLEARN/$el.test.extxyz" \
+            --frames 3 --length-unit bohr --energy-unit hartree || status=1
     done
 fi
 [[ $status == 0 ]] && echo "all n2p2 checks passed" || echo "SOME n2p2 CHECKS FAILED"

@@ -28,7 +28,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from check_n2p2 import load_frames, nnp_predict  # noqa: E402
 
-from hdnnp.interop.n2p2 import ENERGY_UNITS, LENGTH_UNITS, export_potential, read_potential  # noqa: E402
+from hdnnp.frames import Frame  # noqa: E402
+from hdnnp.interop.n2p2 import export_potential, read_potential  # noqa: E402
 from hdnnp.model import Potential  # noqa: E402
 
 OUT = Path(__file__).resolve().parents[1] / "tests" / "data" / "n2p2"
@@ -38,7 +39,7 @@ def save_frames(path, frames, results):
     """Structures and nnp-predict's results as JSON, every number at full precision."""
     import json
 
-    out = [{"numbers": a.numbers.tolist(), "positions": a.positions.tolist(), "cell": a.cell.array.tolist(),
+    out = [{"numbers": a.species.tolist(), "positions": a.positions.tolist(), "cell": a.cell.tolist(),
             "pbc": a.pbc.tolist(), "energy": float(e), "forces": np.asarray(f).tolist()}
            for a, (e, f) in zip(frames, results)]
     Path(path).write_text(json.dumps(out, indent=1) + "\n")
@@ -55,7 +56,8 @@ def random_cu_s(seed, n=12, box=7.0):
         a = ase.Atoms("X" * (len(pos) + 1), positions=pos + [p], cell=cell, pbc=True)
         if len(pos) == 0 or a.get_distances(len(pos), range(len(pos)), mic=True).min() > 2.0:
             pos.append(p)
-    return ase.Atoms(["Cu", "S"] * (n // 2), positions=pos, cell=cell, pbc=True)
+    a = ase.Atoms(["Cu", "S"] * (n // 2), positions=pos, cell=cell, pbc=True)
+    return Frame(positions=a.positions, species=a.numbers, cell=a.cell.array, pbc=a.pbc)
 
 
 SYNTHETIC_NN = """# A made-up potential exercising what only n2p2 potentials use (hdnnp tests; see README.md)
@@ -106,9 +108,9 @@ def synthetic(bin_dir, out):
     from hdnnp.descriptors import compute_raw
 
     for a in frames:
-        g = compute_raw(a.positions, a.cell.array, a.pbc, a.numbers, fs)
+        g = compute_raw(a.positions, a.cell, a.pbc, a.species, fs)
         for z in fs.elements:
-            raw[z].append(g[a.numbers == z][:, fs.selected[z]])
+            raw[z].append(g[a.species == z][:, fs.selected[z]])
     rows = []
     for e, z in enumerate(fs.elements):
         v = np.concatenate(raw[z])
@@ -117,8 +119,7 @@ def synthetic(bin_dir, out):
             rows.append(f"{e + 1} {k + 1} {float(col.min())!r} {float(col.max())!r} {float(col.mean())!r} "
                         f"{float(max(col.std(), 1e-3))!r}")
     (out / "scaling.data").write_text("# from the two structures of frames.json\n" + "\n".join(rows) + "\n")
-    length, energy = LENGTH_UNITS["bohr"], ENERGY_UNITS["hartree"]
-    save_frames(out / "frames.json", frames, [nnp_predict(bin_dir, out, a, length, energy) for a in frames])
+    save_frames(out / "frames.json", frames, [nnp_predict(bin_dir, out, a, "bohr", "Hartree") for a in frames])
 
 
 def te_export(bin_dir, model, frames_spec, out):
@@ -134,17 +135,14 @@ def te_export(bin_dir, model, frames_spec, out):
 
 
 def ge_mlearn(bin_dir, mlearn, out):
-    import ase.io
+    from hdnnp.io.ase_formats import iter_ase
 
     src = Path(mlearn) / "n2p2_model_Ge"
     for f in ("input.nn", "scaling.data", "weights.032.data"):
         shutil.copyfile(src / f, out / f)
-    test = ase.io.read(Path(mlearn) / "Ge.test.extxyz", ":")
-    frames = sorted(test, key=len)[:2]  # the two smallest
-    for a in frames:
-        a.calc = None
-    length, energy = LENGTH_UNITS["bohr"], ENERGY_UNITS["hartree"]
-    save_frames(out / "frames.json", frames, [nnp_predict(bin_dir, out, a, length, energy) for a in frames])
+    test = [f for _, f in iter_ase(Path(mlearn) / "Ge.test.extxyz")]
+    frames = sorted(test, key=lambda f: len(f.species))[:2]  # the two smallest
+    save_frames(out / "frames.json", frames, [nnp_predict(bin_dir, out, a, "bohr", "Hartree") for a in frames])
 
 
 def main():
@@ -168,8 +166,8 @@ Made by `python scripts/make_n2p2_golden.py --n2p2-bin BIN --te-model MODEL.h5 -
 prepared.h5:predict --mlearn ../shared/data/ge_si_pbe_mlearn` with n2p2 built from
 CompPhysVienna/n2p2 commit {args.commit} (`scripts/build_n2p2.sh`). In every folder,
 `frames.json` holds structures (Å) with the energies (eV) and forces (eV/Å) that n2p2's
-`nnp-predict` computed for them with that folder's potential (n2p2's units converted with ASE's
-Bohr and Hartree).
+`nnp-predict` computed for them with that folder's potential (n2p2's units converted with hdnnp's
+Bohr and Hartree, CODATA 2018, `hdnnp/units.py`).
 
 - `synthetic/`: a made-up Cu–S potential in Bohr/Hartree (random weights, scaling statistics from
   its two random structures) using n2p2's types 3 (with Rs) and 9, cutoff type 6 with alpha,

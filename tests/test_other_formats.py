@@ -75,6 +75,29 @@ def test_n2p2_reader_against_ase(tmp_path):
     assert BOHR_IN_ANGSTROM == pytest.approx(0.529177210903) and ENERGY_UNITS_IN_EV["Hartree"] > 27
 
 
+def test_n2p2_writer_round_trip(tmp_path):
+    """write_n2p2 is the reader's inverse, at full precision, in either unit system."""
+    from hdnnp.io.n2p2 import write_n2p2
+
+    frames = [f for _, f in iter_n2p2(_write(tmp_path, N2P2))]
+    for units in (("angstrom", "eV"), ("bohr", "Hartree")):
+        write_n2p2(tmp_path / "back.data", frames, *units)
+        back = [f for _, f in iter_n2p2(tmp_path / "back.data", *units)]
+        for a, b in zip(frames, back):
+            np.testing.assert_allclose(b.positions, a.positions, rtol=1e-15, atol=1e-15)
+            np.testing.assert_allclose(b.cell, a.cell, rtol=1e-15, atol=1e-15)
+            np.testing.assert_allclose(b.forces, a.forces, rtol=1e-15)
+            assert b.energy == pytest.approx(a.energy, rel=1e-15)
+            np.testing.assert_array_equal(b.species, a.species)
+            np.testing.assert_array_equal(b.pbc, a.pbc)
+
+
+def _write(tmp_path, text):
+    path = tmp_path / "input.data"
+    path.write_text(text)
+    return path
+
+
 @pytest.mark.parametrize("mutation, message", [
     (("atom 4.0 5.0 6.0 S", "atom 4.0 5.0 x S"), r"input.data, line 8: expected 8 numbers \(atom 2 of structure 1"),
     (("energy -3.25\n", ""), r"input.data, line 18: structure 2 \(begin at line 13\) has no 'energy' line"),

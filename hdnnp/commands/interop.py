@@ -62,9 +62,11 @@ def export_command(model, fmt, output, structure, temperature, overwrite):
 @click.argument("directory", type=click.Path(file_okay=False))
 @_FORMAT
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="model.h5 to write.")
-@click.option("--length-unit", type=click.Choice(list(LENGTH_UNITS)), default="angstrom", show_default=True,
+@click.option("--length-unit", type=click.Choice(list(LENGTH_UNITS), case_sensitive=False), default="angstrom",
+              show_default=True,
               help="Length unit of the potential's training data (bohr: e.g. the mlearn and RuNNer potentials).")
-@click.option("--energy-unit", type=click.Choice(list(ENERGY_UNITS)), default="eV", show_default=True,
+@click.option("--energy-unit", type=click.Choice(list(ENERGY_UNITS), case_sensitive=False), default="eV",
+              show_default=True,
               help="Energy unit of the potential's training data.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
 def import_command(directory, fmt, output, length_unit, energy_unit, overwrite):

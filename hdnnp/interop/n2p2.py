@@ -41,16 +41,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from ase import units as _units
 
 from hdnnp import nn
 from hdnnp.elements import atomic_number, symbol
 from hdnnp.errors import HdnnpError
+from hdnnp.io.n2p2 import LENGTH_UNITS_IN_ANGSTROM
+from hdnnp.units import ENERGY_UNITS_IN_EV
 
-#: Å per length unit and eV per energy unit of the potential files: ASE's constants (its default,
-#: CODATA 2014), the ones a user converting data with ``ase.units`` applies.
-LENGTH_UNITS = {"angstrom": 1.0, "bohr": _units.Bohr}
-ENERGY_UNITS = {"eV": 1.0, "hartree": _units.Hartree}
+#: Å per length unit and eV per energy unit of the potential files: hdnnp's own constants
+#: (:mod:`hdnnp.units`, CODATA 2018), the ones ``prepare`` converts n2p2 data with.
+#: Names match ``prepare``'s ``--length-unit``/``--energy-unit``, compared without case.
+LENGTH_UNITS = LENGTH_UNITS_IN_ANGSTROM
+ENERGY_UNITS = {k: ENERGY_UNITS_IN_EV[k] for k in ("eV", "Hartree")}
+
+
+def unit_name(name: str, table: dict) -> str:
+    """The key of ``table`` that ``name`` spells, case ignored (``hartree`` -> ``Hartree``)."""
+    for key in table:
+        if key.lower() == str(name).lower():
+            return key
+    raise HdnnpError(f"unknown unit '{name}'; expected one of {', '.join(table)}")
 #: n2p2 symmetry-function type -> hdnnp kind (2 radial, 4 narrow angular, 5 wide angular).
 TYPES = {2: 2, 3: 4, 9: 5}
 KINDS = {v: k for k, v in TYPES.items()}
@@ -321,8 +331,7 @@ def read_potential(directory, length_unit: str = "angstrom", energy_unit: str = 
     if not (directory / "input.nn").is_file():
         raise HdnnpError(f"{directory}: no input.nn (an n2p2 potential needs input.nn, scaling.data, "
                          "weights.ZZZ.data)")
-    if length_unit not in LENGTH_UNITS or energy_unit not in ENERGY_UNITS:
-        raise HdnnpError(f"units must be one of {', '.join(LENGTH_UNITS)} and {', '.join(ENERGY_UNITS)}")
+    length_unit, energy_unit = unit_name(length_unit, LENGTH_UNITS), unit_name(energy_unit, ENERGY_UNITS)
     spec = read_input_nn(directory / "input.nn")
     length, energy = LENGTH_UNITS[length_unit], ENERGY_UNITS[energy_unit]
     warn = warn or (lambda message: None)

@@ -1,4 +1,4 @@
-"""Streaming reader of n2p2 / RuNNer ``input.data`` files.
+"""Streaming reader (and a writer, :func:`write_n2p2`) of n2p2 / RuNNer ``input.data`` files.
 
 Format (one block per structure; ``#`` lines and blank lines are ignored)::
 
@@ -28,7 +28,7 @@ from typing import Iterator
 
 import numpy as np
 
-from hdnnp.elements import atomic_number
+from hdnnp.elements import atomic_number, symbol
 from hdnnp.errors import HdnnpError, InputFileError
 from hdnnp.frames import Frame
 from hdnnp.io.dlpoly import LineReader, quote_line, strict_float
@@ -139,3 +139,32 @@ def _numbers(tokens, n, path, line_no, what) -> list[float]:
     if not all(math.isfinite(v) for v in values):
         raise InputFileError(path, f"non-finite value ({what}): {' '.join(tokens)!r}", line=line_no)
     return values
+
+
+def write_n2p2(path, frames, length_unit: str = "angstrom", energy_unit: str = "eV", comment: str = "") -> None:
+    """Write :class:`~hdnnp.frames.Frame` objects as an ``input.data`` file in the given units
+    (the inverse of :func:`iter_n2p2`; every number at full precision). An unknown energy is
+    written as 0 and unknown forces as zeros (n2p2 requires both fields), said in the comment."""
+    to_angstrom = LENGTH_UNITS_IN_ANGSTROM[length_unit]
+    to_ev = ENERGY_UNITS_IN_EV[energy_unit]
+
+    def numbers(values, factor):
+        return " ".join(repr(float(v) / factor) for v in values)
+
+    lines = []
+    for k, f in enumerate(frames):
+        known = math.isfinite(f.energy)
+        lines += ["begin", f"comment {comment or 'written by hdnnp'} (structure {k + 1}"
+                           f"{'' if known else '; energy unknown, written as 0'}"
+                           f"{'' if f.forces is not None else '; forces unknown, written as 0'})"]
+        if np.all(f.pbc):
+            lines += [f"lattice {numbers(v, to_angstrom)}" for v in f.cell]
+        elif np.any(f.pbc):
+            raise HdnnpError(f"{path}: n2p2's input.data holds periodic or isolated boxes, not partly periodic ones "
+                             f"(structure {k + 1})")
+        forces = f.forces if f.forces is not None else np.zeros((len(f.species), 3))
+        for z, p, fo in zip(f.species, f.positions, forces):
+            lines.append(f"atom {numbers(p, to_angstrom)} {symbol(int(z))} 0.0 0.0 "
+                         f"{numbers(fo, to_ev / to_angstrom)}")
+        lines += [f"energy {repr(float(f.energy) / to_ev) if known else '0.0'}", "charge 0.0", "end"]
+    Path(path).write_text("\n".join(lines) + "\n")
