@@ -52,11 +52,12 @@ from pathlib import Path  # noqa: E402
 
 import h5py  # noqa: E402
 import numpy as np  # noqa: E402
-from ase.data import chemical_symbols  # noqa: E402
 
 from hdnnp.baseline import iter_frames  # noqa: E402
 from hdnnp.descriptors import compute_descriptors  # noqa: E402
+from hdnnp.frames import Frame  # noqa: E402
 from hdnnp.interop.n2p2 import export_potential  # noqa: E402
+from hdnnp.io.n2p2 import write_n2p2  # noqa: E402
 from hdnnp.model import Potential  # noqa: E402
 from hdnnp.neighbors import neighbor_list  # noqa: E402
 
@@ -93,20 +94,6 @@ def make_boxes(frames_path, group, n_boxes, supercell, displacement, seed):
         species = np.tile(np.asarray(fr.species), len(shifts))
         boxes.append((pos, cell * supercell, np.asarray(fr.pbc, dtype=bool), species))
     return boxes
-
-
-def write_input_data(path, boxes):
-    """The boxes in n2p2's input.data format (Å; periodic boxes only)."""
-    lines = []
-    for i, (pos, cell, pbc, species) in enumerate(boxes):
-        if not pbc.all():
-            sys.exit("the benchmark writes periodic boxes only")
-        lines += ["begin", f"comment bench_vs_n2p2 box {i}"]
-        lines += ["lattice " + " ".join(repr(float(x)) for x in v) for v in cell]
-        for z, p in zip(species, pos):
-            lines.append("atom " + " ".join(repr(float(x)) for x in p) + f" {chemical_symbols[int(z)]} 0.0 0.0 0 0 0")
-        lines += ["energy 0.0", "charge 0.0", "end"]
-    Path(path).write_text("\n".join(lines) + "\n")
 
 
 def hdnnp_calls(potential):
@@ -220,7 +207,8 @@ def main(argv=None):
         potential_dir = workdir / "potential"
         export_potential(potential, potential_dir, overwrite=True)
         data = workdir / "input.data"
-        write_input_data(data, boxes)
+        write_n2p2(data, [Frame(positions=p, species=z, cell=c, pbc=pbc) for p, c, pbc, z in boxes],
+                   comment="bench_vs_n2p2 box")
         exe, cmd = build_driver(args.n2p2_src, workdir)
         driver = (exe, potential_dir, data)
         report["n2p2_src"] = str(args.n2p2_src)
