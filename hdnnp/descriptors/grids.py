@@ -30,6 +30,8 @@ from hdnnp.errors import HdnnpError
 #: Defaults of ``--grid auto``.
 AUTO_RADIAL_POINTS = 8
 AUTO_ZETAS = DEFAULT_ZETAS  # 1, 2, 4, 16
+#: r_min is searched up to this distance (Å); training data with no closer pair use it.
+AUTO_PROBE_ANGSTROM = 4.0
 GRIDS = ("seed", "auto")
 
 
@@ -62,10 +64,9 @@ def auto_grid(elements, cutoff: float, r_min: float, n_radial: int = AUTO_RADIAL
 
 def grid_from_file(path, elements) -> FeatureSet:
     """Candidates from the ``symfunction_short`` lines of an n2p2-style file (lengths in Å)."""
-    from hdnnp.interop.n2p2 import TYPES, _symmetry_function
-
     from pathlib import Path
-    import re
+
+    from hdnnp.interop.n2p2 import TYPES, _symmetry_function, input_lines
 
     path = Path(path)
     try:
@@ -75,11 +76,10 @@ def grid_from_file(path, elements) -> FeatureSet:
                          "symfunction_short lines") from None
     elements = tuple(sorted({int(z) for z in elements}))
     seen, rows, rcs = set(), [], []
-    for number, raw in enumerate(text.splitlines(), 1):
-        words = re.split("[#!]", raw, maxsplit=1)[0].split()
-        if not words or words[0] not in ("symfunction_short", "symfunction"):
+    for number, key, args in input_lines(text):
+        if key != "symfunction_short":
             continue
-        f = _symmetry_function(path, number, words[1:], elements)
+        f = _symmetry_function(path, number, args, elements)
         key = (TYPES[f.type], f.neighbors[0], f.neighbors[1] if len(f.neighbors) > 1 else 0,
                f.eta, f.rs, f.zeta, f.lam, f.rc)
         if key not in seen:  # the same function for several central elements: one candidate
@@ -102,18 +102,3 @@ def _feature_set(elements, cutoff, rows, rc, description) -> FeatureSet:
     fs.grid = description
     return fs
 
-
-def shortest_distance_of_set(group, chunk_frames: int = 64, probe: float = 4.0) -> float:
-    """Shortest interatomic distance (Å; all periodic images) over the frames of a frame-set
-    group; ``probe`` if no two atoms are closer than that."""
-    from hdnnp.h5io import iter_frame_chunks
-    from hdnnp.neighbors import neighbor_list
-
-    best = probe
-    for _, chunk in iter_frame_chunks(group, chunk_frames):
-        for k in range(len(chunk)):
-            f = chunk.frame(k)
-            nl = neighbor_list(f.positions, f.cell, f.pbc, probe)
-            if len(nl):
-                best = min(best, float(nl.distance.min()))
-    return float(best)

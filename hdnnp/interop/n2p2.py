@@ -160,6 +160,17 @@ def _element(path, line, word, known=None):
     return z
 
 
+def input_lines(text: str):
+    """``(line number, keyword, arguments)`` of every non-empty line of an input.nn text, as
+    n2p2's Settings reads them: '#' and '!' start comments; ``symfunction`` is
+    ``symfunction_short``."""
+    for number, raw in enumerate(text.splitlines(), 1):
+        words = re.split("[#!]", raw, maxsplit=1)[0].split()
+        if words:
+            key = "symfunction_short" if words[0] == "symfunction" else words[0]
+            yield number, key, words[1:]
+
+
 def read_input_nn(path) -> InputNN:
     """Parse an input.nn; unsupported keywords, types and activations are errors naming the line."""
     path = Path(path)
@@ -170,12 +181,7 @@ def read_input_nn(path) -> InputNN:
         text = path.read_text(encoding="utf-8", errors="replace")
     except OSError as exc:
         raise HdnnpError(f"{path}: cannot be read ({exc.strerror})") from None
-    for number, raw in enumerate(text.splitlines(), 1):
-        words = re.split("[#!]", raw, maxsplit=1)[0].split()  # n2p2: '#' and '!' start comments
-        if not words:
-            continue
-        key, args = words[0], words[1:]
-        key = "symfunction_short" if key == "symfunction" else key  # n2p2's alias
+    for number, key, args in input_lines(text):
         if key in UNSUPPORTED:
             _fail(path, number, f"keyword '{key}' ({UNSUPPORTED[key]}) is not supported by hdnnp")
         if key not in READ:

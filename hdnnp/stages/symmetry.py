@@ -25,8 +25,7 @@ import numpy as np
 from hdnnp.descriptors import ElementDescriptors, FeatureSet, compute_descriptors, compute_raw
 from hdnnp.descriptors.check import descriptor_check
 from hdnnp.descriptors.features import DEFAULT_CUTOFF_ANGSTROM, DEFAULT_N_FEATURES
-from hdnnp.descriptors.grids import (AUTO_RADIAL_POINTS, AUTO_ZETAS, auto_grid, grid_from_file,
-                                     shortest_distance_of_set)
+from hdnnp.descriptors.grids import AUTO_PROBE_ANGSTROM, AUTO_RADIAL_POINTS, AUTO_ZETAS, auto_grid, grid_from_file
 from hdnnp.elements import symbol
 from hdnnp.errors import HdnnpError
 from hdnnp.h5io import (SET_NAMES, atomic_output, check_can_write, check_free_space, iter_frame_chunks,
@@ -118,7 +117,11 @@ def symmetry(prepared_path, output_path, n_features: int = DEFAULT_N_FEATURES, d
         if grid == "seed":
             fs = FeatureSet.default(elements, cutoff=cutoff)
         elif grid == "auto":
-            fs = auto_grid(elements, cutoff, shortest_distance_of_set(src["train"]), grid_points, grid_zetas)
+            from hdnnp.baseline import iter_frames, shortest_distances
+
+            found = shortest_distances(iter_frames(src["train"]), elements, AUTO_PROBE_ANGSTROM)
+            fs = auto_grid(elements, cutoff, min(found.values(), default=AUTO_PROBE_ANGSTROM), grid_points,
+                           grid_zetas)
         else:
             fs = grid_from_file(grid, elements)
         if features is not None:
