@@ -59,3 +59,9 @@ class FrameChunk:
             stress=(None if self.stress is None or not np.isfinite(self.stress[f]).all() else self.stress[f]),
             group="" if self.group is None else self.group[f],
         )
+
+
+def stresses_of(frames) -> np.ndarray:
+    """The frames' stresses (n_frames, 3, 3) eV/Å³, NaN where a frame has none."""
+    return np.array([np.full((3, 3), np.nan) if f.stress is None else f.stress for f in frames],
+                    np.float64).reshape(-1, 3, 3)

@@ -47,6 +47,7 @@ import numpy as np
 from hdnnp import __version__
 from hdnnp.elements import symbol
 from hdnnp.errors import HdnnpError
+from hdnnp.frames import stresses_of
 
 #: Version of the HDF5 layout; bump on any incompatible change, readers check it.
 SCHEMA_VERSION = 1
@@ -100,13 +101,7 @@ def atomic_directory(path, overwrite: bool = False) -> Iterator[Path]:
     import shutil
 
     path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise HdnnpError(f"{path}: exists and is not a directory")
-    if path.exists() and not overwrite:
-        raise HdnnpError(f"{path}: exists already; pass --overwrite to replace it")
-    if not path.parent.exists():
-        raise HdnnpError(f"{path.parent}: output directory does not exist")
-    claim_output(path)
+    check_can_write(path, overwrite, directory=True)
     tmp = path.parent / f".{path.name[:200]}.tmp-{os.getpid()}"
     old = path.parent / f".{path.name[:200]}.old-{os.getpid()}"
     try:
@@ -257,16 +252,19 @@ def release_all_claims() -> None:
         release_output(key)
 
 
-def check_can_write(path, overwrite: bool = False, inputs=()) -> None:
-    """Fail early (before any work) if ``path`` cannot be written as a stage output.
+def check_can_write(path, overwrite: bool = False, inputs=(), directory: bool = False) -> None:
+    """Fail early (before any work) if ``path`` cannot be written as a stage output (a file, or
+    with ``directory`` an output directory such as an export's), and claim it.
 
     ``inputs``: the files the command reads; an output that is one of them (the same file by
     any name) is refused even with ``overwrite``, since writing it would destroy the input.
     """
     path = Path(path)
     check_not_an_input(path, inputs)
-    if path.is_dir():
+    if not directory and path.is_dir():
         raise HdnnpError(f"{path}: is a directory, expected an output file name")
+    if directory and path.exists() and not path.is_dir():
+        raise HdnnpError(f"{path}: exists and is not a directory")
     if path.exists() and not overwrite:
         raise HdnnpError(f"{path}: exists already; pass --overwrite to replace it")
     if not path.parent.exists():
@@ -304,6 +302,19 @@ def write_root_attrs(h5: h5py.File, stage: str, inputs=(), **extra) -> None:
     )
     for key, value in extra.items():
         h5.attrs[key] = value
+
+
+def read_strings(dataset) -> list[str]:
+    """A string dataset (``sources``, ``groups``, labels) as Python strings, whichever way h5py
+    returns them (bytes or str)."""
+    return [v.decode() if isinstance(v, bytes) else str(v) for v in dataset[()]]
+
+
+def _table_index(table: list, name: str) -> int:
+    """Index of ``name`` in a string table being built (appended when new)."""
+    if name not in table:
+        table.append(name)
+    return table.index(name)
 
 
 def open_hdf5(path, expected: str = "an HDF5 file") -> h5py.File:
@@ -507,9 +518,7 @@ class FrameSetWriter:
         self.n_atoms = 0
 
     def source_index(self, name: str) -> int:
-        if name not in self.sources:
-            self.sources.append(name)
-        return self.sources.index(name)
+        return _table_index(self.sources, name)
 
     @staticmethod
     def _append(ds, values):
@@ -529,12 +538,8 @@ class FrameSetWriter:
         self._append(self.temperature, np.array([f.temperature for f in frames], np.float64))
         self._append(self.step, np.array([f.step for f in frames], np.int64))
         self._append(self.source, np.array([self.source_index(f.source) for f in frames], np.int32))
-        self._append(self.stress, np.array([np.full((3, 3), np.nan) if f.stress is None else f.stress
-                                            for f in frames], np.float64).reshape(-1, 3, 3))
-        for f in frames:
-            if f.group not in self.groups:
-                self.groups.append(f.group)
-        self._append(self.group_index, np.array([self.groups.index(f.group) for f in frames], np.int32))
+        self._append(self.stress, stresses_of(frames))
+        self._append(self.group_index, np.array([_table_index(self.groups, f.group) for f in frames], np.int32))
         self._append(self.positions, np.concatenate([f.positions for f in frames]))
         self._append(self.species, np.concatenate([f.species for f in frames]).astype(np.int32))
         if self.with_forces:
@@ -560,9 +565,7 @@ def iter_frame_chunks(group: h5py.Group, chunk_frames: int = 256):
     offsets = group["frames/atom_offset"][:]
     n_frames = len(offsets) - 1
     has_forces = "atoms/forces" in group
-    names = None
-    if "frames/group" in group and "groups" in group:
-        names = [g.decode() if isinstance(g, bytes) else str(g) for g in group["groups"][:]]
+    names = read_strings(group["groups"]) if "frames/group" in group and "groups" in group else None
     for start in range(0, n_frames, chunk_frames):
         stop = min(start + chunk_frames, n_frames)
         a0, a1 = int(offsets[start]), int(offsets[stop])

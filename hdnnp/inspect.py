@@ -16,7 +16,7 @@ import h5py
 import numpy as np
 
 from hdnnp.elements import symbol
-from hdnnp.h5io import open_hdf5
+from hdnnp.h5io import open_hdf5, read_strings
 
 #: Atoms read per chunk when counting species.
 _CHUNK_ATOMS = 1 << 20
@@ -73,7 +73,7 @@ def frame_set_summary(group: h5py.Group) -> list[str]:
         lines.append(f"  steps: {int(np.min(step[:]))} .. {int(np.max(step[:]))}")
     lines.append(f"  forces: {'yes' if 'atoms/forces' in group else 'no'}")
     if "sources" in group:
-        sources = [s.decode() if isinstance(s, bytes) else str(s) for s in group["sources"][:]]
+        sources = read_strings(group["sources"])
         lines.append(f"  sources: {', '.join(Path(s).name for s in sources)}")
     return lines
 

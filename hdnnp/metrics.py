@@ -36,7 +36,7 @@ import h5py
 import numpy as np
 
 from hdnnp.errors import InputFileError
-from hdnnp.h5io import open_stage_file
+from hdnnp.h5io import open_stage_file, read_strings
 
 #: meV per eV.
 MEV_PER_EV = 1000.0
@@ -410,7 +410,7 @@ def read_descriptor_check(symmetry_path) -> dict | None:
                 raise InputFileError(symmetry_path, f"missing dataset descriptor_check/{name}")
         n_features = np.asarray(group["n_features"][()], np.int64)
         if "labels" in group:
-            labels = [v.decode() if isinstance(v, bytes) else str(v) for v in group["labels"][()]]
+            labels = read_strings(group["labels"])
         else:
             labels = [str(int(n)) for n in n_features]
         if len(labels) != len(n_features):

@@ -379,11 +379,10 @@ def check_frames(frames: Iterable, **options) -> list[str]:
 def check_frame_set(group, chunk_frames: int = 256, **options) -> list[str]:
     """Warnings for a frame set stored in HDF5 (``<set>`` group of prepared/symmetry.h5),
     read in chunks of ``chunk_frames`` frames."""
-    from hdnnp.h5io import iter_frame_chunks
+    from hdnnp.h5io import iter_frame_chunks, read_strings
 
     checker = FrameChecker(**options)
-    sources = [s.decode() if isinstance(s, bytes) else str(s) for s in group["sources"][:]] \
-        if "sources" in group else None
+    sources = read_strings(group["sources"]) if "sources" in group else None
     source_ds = group["frames/source"] if "frames/source" in group else None
     for first, chunk in iter_frame_chunks(group, chunk_frames):
         names = None

@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from hdnnp.errors import HdnnpError
-from hdnnp.h5io import atomic_output, claim_output
+from hdnnp.h5io import atomic_output, claim_output, read_strings
 from hdnnp.learning.references import parse_reference
 from hdnnp.learning.selection import select, trajectory_candidates
 
@@ -515,7 +515,7 @@ def _augment(prepared: Path, learned: Path, output: Path) -> Path:
             g = src[name]
             with_forces = "atoms/forces" in g
             w = FrameSetWriter(out.create_group(name), with_forces=with_forces)
-            sources = [s.decode() if isinstance(s, bytes) else str(s) for s in g["sources"][:]] if "sources" in g else []
+            sources = read_strings(g["sources"]) if "sources" in g else []
             for f0, chunk in iter_frame_chunks(g):
                 src_index = g["frames/source"][f0:f0 + len(chunk)]
                 frames = [chunk.frame(j) for j in range(len(chunk))]
@@ -577,7 +577,7 @@ def _n_original_frames(path: Path) -> int:
 
     with h5py.File(path, "r") as h5:
         g = h5["train"]
-        sources = [s.decode() if isinstance(s, bytes) else str(s) for s in g["sources"][:]]
+        sources = read_strings(g["sources"])
         learned = np.array([s.startswith("learned:") for s in sources], bool)
         src = g["frames/source"][:]
         return int(np.count_nonzero(~learned[src])) if len(src) else 0

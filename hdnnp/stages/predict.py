@@ -22,8 +22,9 @@ import h5py
 import numpy as np
 
 from hdnnp.errors import HdnnpError
+from hdnnp.frames import stresses_of
 from hdnnp.h5io import (atomic_output, check_can_write, check_elements_covered, check_feature_sets_match,
-                        open_stage_file, write_root_attrs)
+                        open_stage_file, read_strings, write_root_attrs)
 from hdnnp.model import Potential, extrapolation_message, outside_training_range
 from hdnnp.progress import Progress
 from hdnnp.training.loss import _np, data_from_descriptors, evaluate
@@ -210,8 +211,7 @@ def predict(model_path, input_path="symmetry.h5", output_path="predictions.h5", 
                 n_frames = len(group["frames/atom_offset"]) - 1
                 set_forces = forces if forces is not None else "atoms/forces" in group
                 set_stress = stress if stress is not None else _has_stress(group)
-                groups[s] = ([g.decode() if isinstance(g, bytes) else str(g) for g in group["groups"][:]]
-                             if "groups" in group and "frames/group" in group else [""])
+                groups[s] = read_strings(group["groups"]) if "groups" in group and "frames/group" in group else [""]
                 stored = use_stored and "features" in group and (
                     not set_forces or all("dG" in group["features"][k] for k in group["features"]))
                 res = _SetResult()
@@ -231,7 +231,7 @@ def predict(model_path, input_path="symmetry.h5", output_path="predictions.h5", 
                                    f"{input_path} ({s} set)", f0, frames)
                     if set_stress:
                         res.add(stress_predicted=_stresses(potential, frames, device),
-                                stress_reference=_reference_stresses(frames))
+                                stress_reference=stresses_of(frames))
                     res.add(group=(group["frames/group"][f0:f1] if "frames/group" in group
                                    else np.zeros(f1 - f0, np.int32)))
                     progress.update(f1 - f0)
@@ -259,7 +259,7 @@ def predict(model_path, input_path="symmetry.h5", output_path="predictions.h5", 
                            [f.temperature for f in block], [f.step for f in block], str(input_path), f0, block)
             if stress:
                 res.add(stress_predicted=_stresses(potential, block, device),
-                        stress_reference=_reference_stresses(block))
+                        stress_reference=stresses_of(block))
             res.add(group=np.array([groups["predict"].index(f.group) for f in block], np.int32))
             progress.update(len(block))
         progress.close()
@@ -310,10 +310,6 @@ def _set_summary(arr) -> dict:
 
 def _has_stress(group) -> bool:
     return "frames/stress" in group and bool(np.isfinite(group["frames/stress"][:]).any())
-
-
-def _reference_stresses(frames) -> np.ndarray:
-    return np.array([np.full((3, 3), np.nan) if f.stress is None else f.stress for f in frames]).reshape(-1, 3, 3)
 
 
 def _group_summaries(arr, names) -> dict:
