@@ -310,6 +310,11 @@ def read_strings(dataset) -> list[str]:
     return [v.decode() if isinstance(v, bytes) else str(v) for v in dataset[()]]
 
 
+def has_reference_stresses(group) -> bool:
+    """Whether any frame of a frame-set group has a reference stress (``frames/stress`` finite)."""
+    return "frames/stress" in group and bool(np.isfinite(group["frames/stress"][:]).any())
+
+
 def _table_index(table: list, name: str) -> int:
     """Index of ``name`` in a string table being built (appended when new)."""
     if name not in table:

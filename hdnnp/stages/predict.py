@@ -24,10 +24,10 @@ import numpy as np
 from hdnnp.errors import HdnnpError
 from hdnnp.frames import stresses_of
 from hdnnp.h5io import (atomic_output, check_can_write, check_elements_covered, check_feature_sets_match,
-                        open_stage_file, read_strings, write_root_attrs)
+                        has_reference_stresses, open_stage_file, read_strings, write_root_attrs)
 from hdnnp.model import Potential, extrapolation_message, outside_training_range
 from hdnnp.progress import Progress
-from hdnnp.training.loss import _np, data_from_descriptors, evaluate
+from hdnnp.training.loss import _np, data_from_descriptors, evaluate, frame_ranges
 
 
 
@@ -210,7 +210,7 @@ def predict(model_path, input_path="symmetry.h5", output_path="predictions.h5", 
                 group = h5[s]
                 n_frames = len(group["frames/atom_offset"]) - 1
                 set_forces = forces if forces is not None else "atoms/forces" in group
-                set_stress = stress if stress is not None else _has_stress(group)
+                set_stress = stress if stress is not None else has_reference_stresses(group)
                 groups[s] = read_strings(group["groups"]) if "groups" in group and "frames/group" in group else [""]
                 stored = use_stored and "features" in group and (
                     not set_forces or all("dG" in group["features"][k] for k in group["features"]))
@@ -308,10 +308,6 @@ def _set_summary(arr) -> dict:
     return out
 
 
-def _has_stress(group) -> bool:
-    return "frames/stress" in group and bool(np.isfinite(group["frames/stress"][:]).any())
-
-
 def _group_summaries(arr, names) -> dict:
     """:func:`_set_summary` of the frames of each group."""
     out = {}
@@ -320,7 +316,7 @@ def _group_summaries(arr, names) -> dict:
         frames = np.flatnonzero(arr["group"] == k)
         if not len(frames):
             continue
-        atoms = np.concatenate([np.arange(offsets[f], offsets[f + 1]) for f in frames])
+        atoms = frame_ranges(offsets, frames)
         part = {key: (v[atoms] if key in ("forces_predicted", "forces_reference", "atomic_energies", "forces_spread")
                       else v[frames]) for key, v in arr.items()}
         out[name or "(none)"] = _set_summary(part)

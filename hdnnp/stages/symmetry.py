@@ -28,8 +28,8 @@ from hdnnp.descriptors.features import DEFAULT_CUTOFF_ANGSTROM, DEFAULT_N_FEATUR
 from hdnnp.descriptors.grids import AUTO_PROBE_ANGSTROM, AUTO_RADIAL_POINTS, AUTO_ZETAS, auto_grid, grid_from_file
 from hdnnp.elements import symbol
 from hdnnp.errors import HdnnpError
-from hdnnp.h5io import (SET_NAMES, atomic_output, check_can_write, check_free_space, iter_frame_chunks,
-                        open_stage_file, write_root_attrs)
+from hdnnp.h5io import (SET_NAMES, atomic_output, check_can_write, check_free_space, has_reference_stresses,
+                        iter_frame_chunks, open_stage_file, write_root_attrs)
 from hdnnp.kernels import resolve_device
 from hdnnp.model import outside_training_range
 from hdnnp.progress import Progress
@@ -210,7 +210,7 @@ def _estimated_size(src, sets, fs, n_features: int, derivatives: str, prepared_p
         total += n_atoms * (fs.n_candidates + n_features + 1) * 8
         if derivatives == "always" or (derivatives == "auto" and "atoms/forces" in src[s]):
             total += n_atoms * (entries + 1) * (3 * n_features + 2) * 8
-            if "frames/stress" in src[s]:
+            if has_reference_stresses(src[s]):  # the strain derivatives (see _features_of_set)
                 total += n_atoms * n_features * 9 * 8
     return total
 
@@ -220,7 +220,7 @@ def _features_of_set(src, dst, fs, device, with_deriv, chunk_frames, progress) -
     and reference stresses in the set also ``features/<Sym>/virial`` (n_rows, n_sel, 3, 3), the
     strain derivatives W of every atom's scaled features (zeros in frames not periodic in all
     three directions), for stress training."""
-    with_virial = with_deriv and "frames/stress" in src and bool(np.isfinite(src["frames/stress"][:]).any())
+    with_virial = with_deriv and has_reference_stresses(src)
     groups = {}
     for z in fs.elements:
         g = dst.create_group(f"features/{symbol(z)}")
