@@ -207,6 +207,17 @@ class Potential:
         out = (atomic.sum(), f_out, atomic)
         return out + (strain,) if stress else out
 
+    def _member_networks(self, z: int, x):
+        """Atomic energies (n_members, n) eV and ∂E/∂G' (n_members, n, n_features) of every
+        committee member for the scaled descriptors ``x`` (n, n_features) of element ``z``."""
+        energies, gradients = [], []
+        for theta in self.members:
+            w, b = nn.unflatten(self.architecture, theta)[z]
+            e, cache = nn.forward(w, b, x, np, self.architecture.activation)
+            energies.append(e)
+            gradients.append(nn.input_gradient(w, cache, np))
+        return np.stack(energies), np.stack(gradients)
+
     def evaluate(self, positions, cell, pbc, species, forces: bool = True, stress: bool = False,
                  device: str = "cpu") -> "Prediction":
         """Energy, atomic energies, forces, stress and extrapolation of one box (:class:`Prediction`).
@@ -221,20 +232,32 @@ class Potential:
         forces and stress include the repulsive baseline when the model has one.
         """
         from hdnnp.descriptors import compute_descriptors
+        from hdnnp.descriptors.compute import adjoint_evaluation
+        from hdnnp.kernels import resolve_device
 
         species = np.asarray(species)
         unknown = sorted(set(species.tolist()) - set(self.elements))
         if unknown:
             raise HdnnpError(f"elements {', '.join(symbol(z) for z in unknown)} are not in the model")
         cell = np.asarray(cell, float)
-        desc = compute_descriptors(np.asarray(positions, float), cell, np.asarray(pbc, bool), species,
-                                   self.feature_set, derivatives=forces, device=device, stress=stress)
-        xp = np
-        if device != "cpu":
-            import cupy as xp  # noqa: F811
-        to_np = (lambda a: None if a is None else (a.get() if hasattr(a, "get") else np.asarray(a)))
-        outputs = [[to_np(v) for v in self.predict_from_descriptors(desc, len(species), forces, xp, stress, theta)]
-                   for theta in self.members]
+        adjoint = None
+        if (forces or stress) and resolve_device(device) == "cpu":  # the compiled adjoint pass, if there
+            adjoint = adjoint_evaluation(np.asarray(positions, float), cell, np.asarray(pbc, bool), species,
+                                         self.feature_set, self._member_networks, stress=stress)
+        if adjoint is not None:
+            desc, atomic, f_members, s_members = adjoint
+            outputs = [(a.sum(), f if forces else None, a) + ((s,) if stress else ())
+                       for a, f, s in zip(atomic, f_members, s_members)]
+        else:
+            desc = compute_descriptors(np.asarray(positions, float), cell, np.asarray(pbc, bool), species,
+                                       self.feature_set, derivatives=forces, device=device, stress=stress)
+            xp = np
+            if device != "cpu":
+                import cupy as xp  # noqa: F811
+            to_np = (lambda a: None if a is None else (a.get() if hasattr(a, "get") else np.asarray(a)))
+            outputs = [[to_np(v) for v in self.predict_from_descriptors(desc, len(species), forces, xp, stress,
+                                                                        theta)]
+                       for theta in self.members]
         # committee mean of every quantity; a single potential is a committee of one
         energy, f, atomic, *strain = [None if parts[0] is None else np.mean(parts, axis=0)
                                       for parts in zip(*outputs)]

@@ -148,9 +148,11 @@ def test_external_reference_round_trip(prepared, finished, tmp_path, capsys):
     assert learn(prepared, work, *LJ, "--resume") == 0
     ours, theirs = read(work / "learned.extxyz", index=":"), read(finished / "learned.extxyz", index=":")
     assert len(ours) == len(theirs)
+    # the same frames to the precision of the exchange: ASE's extxyz writes 8 decimals, so the
+    # external labels' forces (and through the retrained committee, the next MD) differ by ~1e-8
     for a, b in zip(ours, theirs):
-        np.testing.assert_allclose(a.positions, b.positions, atol=1e-8)
-        assert a.get_potential_energy() == pytest.approx(b.get_potential_energy(), rel=1e-10)
+        np.testing.assert_allclose(a.positions, b.positions, rtol=0, atol=5e-8)
+        assert a.get_potential_energy() == pytest.approx(b.get_potential_energy(), rel=1e-7)
 
 
 def test_a_failing_reference_loses_nothing_and_resume_goes_on(prepared, finished, tmp_path, capsys):
@@ -166,8 +168,10 @@ def test_a_failing_reference_loses_nothing_and_resume_goes_on(prepared, finished
     theirs = read(finished / "learned.extxyz", index=":")
     assert CountingLJ.calls == len(theirs) - 1  # only the frames not yet labelled were computed
     ours = read(work / "learned.extxyz", index=":")
+    # the kept label went through labels.extxyz (8 decimals), so the retrained committee and the
+    # next iteration's frames agree to ~1e-8, not to the last bit
     assert [a.get_potential_energy() for a in ours] == pytest.approx([a.get_potential_energy() for a in theirs],
-                                                                     rel=1e-10)
+                                                                     rel=1e-7)
 
 
 @pytest.mark.parametrize("phase", ["_explore", "_select", "_label", "_train"])

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from hdnnp.descriptors import fast
 from hdnnp.descriptors.symmetry_functions import (ColumnPlan, pair_derivatives, segment_sum,
                                                    symmetry_functions_numpy)
 from hdnnp.errors import HdnnpError
@@ -26,7 +27,8 @@ class ElementDescriptors:
     ``atom_index`` (n_el,) atoms of this element in the frame; ``values`` (n_el, n_sel) scaled
     to [-1, 1] by the training range; with derivatives: ``pair_row`` (n_pairs,) row into
     ``values`` (central atom i), ``pair_atom`` (n_pairs,) atom j in the frame, ``dvalues``
-    (n_pairs, n_sel, 3) = ∂G'_i/∂r_j (Å⁻¹; all images of j summed, j = i included).
+    (n_pairs, n_sel, 3) = ∂G'_i/∂r_j (Å⁻¹; all images of j summed, j = i included); with the
+    stress: ``virial`` (n_el, n_sel, 3, 3) = ∂G'_i/∂ε (:func:`entry_virials`, scaled like G').
     """
 
     atom_index: np.ndarray
@@ -34,12 +36,18 @@ class ElementDescriptors:
     pair_row: np.ndarray | None = None
     pair_atom: np.ndarray | None = None
     dvalues: np.ndarray | None = None
+    virial: np.ndarray | None = None
 
 
 _WARNED_CPU = False
 
 
-def _raw_entries(positions, cell, pbc, species, feature_set, columns, derivatives, device):
+def _raw_entries(positions, cell, pbc, species, feature_set, columns, derivatives, device, virial=False,
+                 deriv_scale=None):
+    """Neighbour list, column plan, raw values (n_atoms, n_cols), per-pair derivatives ``(pair_i, pair_j,
+    dvalues)`` (with ``derivatives``) and per-atom strain derivatives (with ``virial``), those
+    two multiplied by ``deriv_scale`` per column if given: by the GPU kernel, the compiled CPU
+    path (:mod:`.fast`) or the NumPy reference."""
     species = np.asarray(species, np.int64)
     positions = np.asarray(positions, float)
     if positions.ndim != 2 or positions.shape[1] != 3 or len(species) != len(positions):
@@ -60,13 +68,21 @@ def _raw_entries(positions, cell, pbc, species, feature_set, columns, derivative
                           "cutoff type) are computed on the CPU", stacklevel=3)
             _WARNED_CPU = True
         on_gpu = False
+    derivatives = derivatives or virial
+    if not on_gpu and fast.AVAILABLE:
+        values, pairs, w = fast.symmetry_functions(nl, species, plan, derivatives, virial, deriv_scale)
+        return nl, plan, values, pairs, w
     if on_gpu:
         from hdnnp.kernels.symmetry_gpu import symmetry_functions_gpu
 
         values, dentry = symmetry_functions_gpu(nl, species, plan, derivatives)
     else:
         values, dentry = symmetry_functions_numpy(nl, species, plan, derivatives)
-    return nl, values, dentry
+    if deriv_scale is not None and dentry is not None:
+        dentry = dentry * np.asarray(deriv_scale)[None, :, None]
+    pairs = pair_derivatives(nl, dentry, len(values)) if derivatives else None
+    w = entry_virials(nl, dentry, len(values)) if virial else None
+    return nl, plan, values, pairs, w
 
 
 def compute_raw(positions, cell, pbc, species, feature_set, derivatives: bool = False,
@@ -80,11 +96,8 @@ def compute_raw(positions, cell, pbc, species, feature_set, derivatives: bool = 
     columns = np.arange(feature_set.n_candidates) if candidates is None else np.asarray(candidates, np.int64)
     if len(columns) and (columns.min() < 0 or columns.max() >= feature_set.n_candidates):
         raise HdnnpError(f"candidate index out of range 0..{feature_set.n_candidates - 1}")
-    nl, values, dentry = _raw_entries(positions, cell, pbc, species, feature_set, columns, derivatives, device)
-    if not derivatives:
-        return values
-    pair_i, pair_j, dvalues = pair_derivatives(nl, dentry, len(values))
-    return values, pair_i, pair_j, dvalues
+    _, _, values, pairs, _ = _raw_entries(positions, cell, pbc, species, feature_set, columns, derivatives, device)
+    return (values, *pairs) if derivatives else values
 
 
 def entry_virials(nl, dentry, n_atoms: int) -> np.ndarray:
@@ -103,6 +116,24 @@ def entry_virials(nl, dentry, n_atoms: int) -> np.ndarray:
         n_atoms, n_cols, 3, 3)
 
 
+def _columns(feature_set, species, pbc, stress):
+    """Checks, the elements present and the candidate columns to compute: one element's in
+    its selection order (so its descriptors need no reordering), else the sorted union; and
+    ``column_of[candidate]``, the column of each computed candidate."""
+    if not feature_set.is_fitted:
+        raise HdnnpError("the feature set has no selection yet (fit it on training data first)")
+    if stress and not np.all(np.broadcast_to(np.asarray(pbc, bool), (3,))):
+        raise HdnnpError("the stress needs a cell periodic in all three directions")
+    present = [z for z in feature_set.elements if np.any(species == z)]
+    union = np.unique(np.concatenate([feature_set.selected[z] for z in present] or [np.zeros(0, np.int64)]))
+    if len(union) and (union.min() < 0 or union.max() >= feature_set.n_candidates):
+        raise HdnnpError(f"candidate index out of range 0..{feature_set.n_candidates - 1}")
+    columns = feature_set.selected[present[0]] if len(present) == 1 else union
+    column_of = np.zeros(feature_set.n_candidates, np.int64)
+    column_of[columns] = np.arange(len(columns))
+    return present, columns, column_of
+
+
 def compute_descriptors(positions, cell, pbc, species, feature_set, derivatives: bool = False,
                         device: str = "cpu", stress: bool = False) -> dict[int, ElementDescriptors]:
     """Selected, scaled features per element (``dict[Z, ElementDescriptors]``) of one configuration.
@@ -111,37 +142,80 @@ def compute_descriptors(positions, cell, pbc, species, feature_set, derivatives:
     ``stress`` adds the per-atom strain derivatives ``virial`` (see :class:`ElementDescriptors`;
     needs a cell periodic in all three directions) and implies ``derivatives``.
     """
-    if not feature_set.is_fitted:
-        raise HdnnpError("the feature set has no selection yet (fit it on training data first)")
-    if stress and not np.all(np.broadcast_to(np.asarray(pbc, bool), (3,))):
-        raise HdnnpError("the stress needs a cell periodic in all three directions")
     derivatives = derivatives or stress
     species = np.asarray(species, np.int64)
-    present = [z for z in feature_set.elements if np.any(species == z)]
-    union = np.unique(np.concatenate([feature_set.selected[z] for z in present] or [np.zeros(0, np.int64)]))
-    if len(union) and (union.min() < 0 or union.max() >= feature_set.n_candidates):
-        raise HdnnpError(f"candidate index out of range 0..{feature_set.n_candidates - 1}")
-    nl, values, dentry = _raw_entries(positions, cell, pbc, species, feature_set, union, derivatives, device)
+    present, columns, column_of = _columns(feature_set, species, pbc, stress)
+    single = len(present) == 1  # the ranging's factor is applied inside the pass
+    scale = feature_set.derivative_factor(present[0]) if single else None
+    nl, plan, values, pairs, virial = _raw_entries(positions, cell, pbc, species, feature_set, columns, derivatives,
+                                                   device, virial=stress, deriv_scale=scale)
     if derivatives:
-        pair_i, pair_j, dvalues = pair_derivatives(nl, dentry, len(values))
-    virial = entry_virials(nl, dentry, len(values)) if stress else None
+        pair_i, pair_j, dvalues = pairs
     out = {}
     for z in present:
         atoms = np.nonzero(species == z)[0]
-        cols = np.searchsorted(union, feature_set.selected[z])
+        cols = column_of[feature_set.selected[z]]
         desc = ElementDescriptors(atom_index=atoms, values=feature_set.scale(z, values[np.ix_(atoms, cols)]))
         if derivatives:
             row_of_atom = np.full(len(species), -1, np.int64)
             row_of_atom[atoms] = np.arange(len(atoms))
-            mask = species[pair_i] == z
-            desc.pair_row = row_of_atom[pair_i[mask]]
-            desc.pair_atom = pair_j[mask]
-            factor = feature_set.derivative_factor(z)
-            desc.dvalues = dvalues[mask][:, cols, :] * factor[None, :, None]
-            if virial is not None:
-                desc.virial = virial[atoms][:, cols] * factor[None, :, None, None]
+            if single:  # already scaled and in order: no copies
+                desc.pair_row, desc.pair_atom, desc.dvalues, desc.virial = row_of_atom[pair_i], pair_j, dvalues, virial
+            else:
+                factor = feature_set.derivative_factor(z)
+                mask = species[pair_i] == z
+                desc.pair_row = row_of_atom[pair_i[mask]]
+                desc.pair_atom = pair_j[mask]
+                desc.dvalues = dvalues[mask][:, cols, :] * factor[None, :, None]
+                if virial is not None:
+                    desc.virial = virial[atoms][:, cols] * factor[None, :, None, None]
         out[z] = desc
     return out
+
+
+def adjoint_evaluation(positions, cell, pbc, species, feature_set, networks, stress: bool = False):
+    """Descriptors, atomic energies, forces and strain derivatives of one configuration by the
+    compiled adjoint pass (:func:`hdnnp.descriptors.fast.adjoint_pass`): ∂G/∂r is never formed.
+
+    ``networks(Z, x)`` maps the scaled descriptors x (n, n_sel) of element Z to the atomic
+    energies (n_members, n) eV and their input gradients ∂E/∂G' (n_members, n, n_sel). Returns
+    ``(descriptors, atomic (n_members, n_atoms), forces (n_members, n_atoms, 3), strain
+    (n_members, 3, 3))``, or None where the compiled path is not available.
+    """
+    if not fast.AVAILABLE:
+        return None
+    species = np.asarray(species, np.int64)
+    positions = np.asarray(positions, float)
+    if positions.ndim != 2 or positions.shape[1] != 3 or len(species) != len(positions):
+        raise HdnnpError(f"positions {positions.shape} and species {species.shape} do not match")
+    present, columns, column_of = _columns(feature_set, species, pbc, stress)
+    nl = neighbor_list(positions, cell, pbc, feature_set.cutoff)
+    plan = ColumnPlan(feature_set, columns)
+    plan.species_index(species)
+    cols = {z: column_of[feature_set.selected[z]] for z in present}
+    atomic = []
+
+    def weights_of(a0, a1, values):
+        chunk = species[a0:a1]
+        weights = None
+        for z in present:
+            rows = np.nonzero(chunk == z)[0]
+            if not len(rows):
+                continue
+            energy, grad = networks(z, feature_set.scale(z, values[np.ix_(rows, cols[z])]))
+            if weights is None:
+                weights = np.zeros((len(energy), a1 - a0, len(columns)))
+                if not atomic:
+                    atomic.append(np.zeros((len(energy), len(species))))
+            atomic[0][:, a0 + rows] = energy
+            weights[:, rows[:, None], cols[z][None, :]] = grad * feature_set.derivative_factor(z)[None, None, :]
+        return weights if weights is not None else np.zeros((1, a1 - a0, len(columns)))
+
+    values, forces, strain = fast.adjoint_pass(nl, species, plan, weights_of)
+    descriptors = {z: ElementDescriptors(atom_index=np.nonzero(species == z)[0],
+                                         values=feature_set.scale(z, values[np.ix_(species == z, cols[z])]))
+                   for z in present}
+    return descriptors, (atomic[0] if atomic else np.zeros((1, len(species)))), forces, strain
 
 
 def descriptors_of_atoms(atoms, feature_set, derivatives: bool = False, device: str = "cpu", raw: bool = False):
