@@ -5,13 +5,15 @@ structures, as the n2p2 figure is), beside the published n2p2 potentials' errors
 
     python scripts/bench_accuracy.py [--data ../shared/data] [--sets ge,si,cu2s] [--workdir bench_accuracy]
         [--grid seed|auto] [--stress-weight W] [--epochs N] [--patience N] [--hidden 15,15]
-        [--n-features 30] [--cutoff 6.0] [--activation tanh] [--optimizer ekf]
+        [--n-features 30] [--cutoff 6.0] [--activation tanh] [--optimizer ekf] [--train-fraction 1.0]
 
 Every set runs ``hdnnp prepare`` (test split as --predict-file: never trained on), ``symmetry``
 and ``train`` as separate processes (wall time and peak memory of each from /usr/bin/time),
 then ``predict`` on both splits. Printed: energy RMSE (meV/atom), force-component RMSE
 (meV/Å) and stress RMSE (GPa), overall and per group, training wall time and peak RSS, and the
-n2p2 figures. The data are not part of hdnnp (see ../shared/data/*/README.md): this is a
+n2p2 figures. ``--train-fraction F`` trains on a random fraction F of the training split (fixed
+seed; the test split is unchanged): a learning curve shows whether the data limit the error.
+The data are not part of hdnnp (see ../shared/data/*/README.md): this is a
 developer benchmark, not a test.
 """
 
@@ -53,6 +55,17 @@ def run_set(name, data, work, args) -> dict:
 
     train, test = (data / p for p in SETS[name])
     work.mkdir(parents=True, exist_ok=True)
+    if args.train_fraction < 1.0:
+        if train == test:
+            sys.exit(f"--train-fraction needs a set with a separate test split, not {name}")
+        import ase.io
+        import numpy as np
+
+        frames = ase.io.read(train, index=":")
+        keep = np.sort(np.random.default_rng(0).choice(len(frames), max(1, round(args.train_fraction * len(frames))),
+                                                       replace=False))
+        train = work / f"train_{args.train_fraction:g}.extxyz"
+        ase.io.write(train, [frames[k] for k in keep], format="extxyz")
     hdnnp = [sys.executable, "-m", "hdnnp"]
     timed([*hdnnp, "prepare", "--train-file", str(train), "--predict-file", str(test), "-o", "prepared.h5",
            "--overwrite", "-q"], work)
@@ -93,7 +106,10 @@ def main():
     ap.add_argument("--optimizer", default="ekf")
     ap.add_argument("--n-features", type=int, default=30)
     ap.add_argument("--cutoff", type=float, default=6.0)
+    ap.add_argument("--train-fraction", type=float, default=1.0)
     args = ap.parse_args()
+    if not 0.0 < args.train_fraction <= 1.0:
+        sys.exit("--train-fraction must be in (0, 1]")
     data = Path(args.data)
     results = {}
     for name in [s for s in args.sets.split(",") if s]:

@@ -199,3 +199,30 @@ def test_stress_and_groups_are_read_and_scored(tmp_path, capsys):
     assert "  Elastic: 2 frames" in out and f"stress RMSE {elastic:.3f} GPa" in out.split("  Elastic:")[-1], out
     with h5py.File(tmp_path / "pr.h5") as h5:
         np.testing.assert_allclose(h5["predict/stress_reference"][:], [a.get_stress(voigt=False) for a in frames[:4]])
+
+
+def _ase_vasp_testdata(name):
+    """A VASP output from ASE's own test data (installed with ASE; LGPL, not copied here)."""
+    import ase.test
+
+    path = __import__("pathlib").Path(ase.test.__file__).parent / "testdata" / "vasp" / name
+    if not path.exists():
+        pytest.skip(f"ASE's test data {name} is not installed")
+    return path
+
+
+@pytest.mark.parametrize("name,fmt", [("vasprun_pstress.xml", "vasp-xml"), ("OUTCAR_example_1", "vasp-out")])
+def test_vasp_outputs_are_read_with_their_stress(tmp_path, name, fmt):
+    """vasprun.xml and OUTCAR (through ASE) carry the stress: prepare stores ASE's energy, forces
+    and 3x3 stress (eV/Å³, kBar converted by ASE) of the last ionic step."""
+    path = _ase_vasp_testdata(name)
+    main(["prepare", "--train-file", str(path), "--format", fmt, "-o", str(tmp_path / "p.h5"), "-q"])
+    ref = ase_read(path, index=":", format=fmt)
+    with h5py.File(tmp_path / "p.h5") as h5:
+        assert len(h5["train/frames/energy"]) == len(ref)
+        a = ref[-1]
+        assert h5["train/frames/energy"][-1] == pytest.approx(a.get_potential_energy(), rel=1e-12)
+        np.testing.assert_allclose(h5["train/atoms/forces"][-len(a):], a.get_forces(), rtol=1e-12, atol=1e-12)
+        stress = h5["train/frames/stress"][-1]
+        assert np.abs(stress).max() > 1e-4  # a real, nonzero stress
+        np.testing.assert_allclose(stress, a.get_stress(voigt=False), rtol=1e-12, atol=1e-15)

@@ -483,8 +483,9 @@ def symmetry_functions(nl, species, plan, derivatives: bool = False, virial: boo
 
 
 #: Bound on the (triplet, block) items cached at once by :func:`adjoint_pass` (rows of
-#: 2·n_ang + 4·n_rad + 3 doubles: ~20 MB with the seed grid); atoms are walked in chunks below it.
-MAX_ITEMS = 1 << 16
+#: 2·n_ang + 4·n_rad + 3 doubles: at most ~40 MB with the seed grid, of which only the rows used
+#: are touched); atoms are walked in chunks below it.
+MAX_ITEMS = 1 << 17
 
 
 def adjoint_pass(nl, species, plan, weights_of):
