@@ -1,6 +1,6 @@
-"""A tiny run on real PBE data (three mlearn frames each of Ge and Si, with stresses): prepare
-reads ASE's stresses and groups, symmetry --grid auto, train with --stress-weight completes and
-lowers the loss, predict scores the stress."""
+"""A tiny run on real PBE data (three mlearn frames each of Ge and Si, with stresses; two frames
+of n2p2's Cu2S example, two elements): prepare reads ASE's stresses and groups, symmetry --grid
+auto, train with --stress-weight completes and lowers the loss, predict scores the stress."""
 
 from pathlib import Path
 
@@ -33,3 +33,20 @@ def test_tiny_training_on_pbe_frames(tmp_path, capsys, element):
     main(["predict", str(tmp_path / "p.h5"), "--model", str(tmp_path / "m.h5"), "-o", str(tmp_path / "pr.h5")])
     out = capsys.readouterr().out
     assert "stress RMSE" in out and "  Surface: 1 frames" in out
+
+
+def test_tiny_training_on_two_element_pbe_frames(tmp_path, capsys):
+    """Cu2S (n2p2 input.data, 2 x 144 atoms): both elements get networks; the loss falls."""
+    frames = Path(__file__).parent / "data" / "cu2s" / "Cu2S.2frames.data"
+    main(["prepare", "--train-file", str(frames), "-o", str(tmp_path / "p.h5"), "-q"])
+    main(["symmetry", str(tmp_path / "p.h5"), "-o", str(tmp_path / "s.h5"), "--grid", "auto", "--grid-points", "4",
+          "--n-features", "10", "-q"])
+    main(["train", str(tmp_path / "s.h5"), "-o", str(tmp_path / "m.h5"), "--hidden", "6", "--epochs", "30",
+          "--optimizer", "lbfgs", "--patience", "0", "--val-fraction", "0", "-q"])
+    with h5py.File(tmp_path / "m.h5") as h5:
+        loss = h5["training/log/train_loss"][:]
+        assert sorted(h5["networks"]) == ["Cu", "S"]
+    assert loss[-1] < 0.8 * loss[0], loss  # forces of 288 atoms dominate: a 6-neuron net fits slowly
+    capsys.readouterr()
+    main(["predict", str(tmp_path / "p.h5"), "--model", str(tmp_path / "m.h5"), "-o", str(tmp_path / "pr.h5")])
+    assert "force RMSE" in capsys.readouterr().out
