@@ -188,19 +188,23 @@ def _parse_zetas(text):
 @click.option("--chunk-frames", default=32, show_default=True, type=int, help="Frames held in memory at once.")
 @click.option("--derivatives", type=click.Choice(["auto", "always", "never"]), default="auto", show_default=True,
               help="Store dG/dr: auto = for sets with forces.")
+@click.option("--derivative-precision", type=click.Choice(["float64", "float32"]), default="float64",
+              show_default=True, help="Type of the stored derivatives (float32: half the file and the training "
+                                      "memory of forces).")
 @click.option("--fit-atoms", default=20000, show_default=True, type=int,
               help="Training atoms per element sampled to fit the selection.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
 def symmetry_command(prepared, output, n_features, selection, features, device, cutoff, grid, grid_points,
-                     grid_zetas, chunk_frames, derivatives, fit_atoms, overwrite, quiet):
+                     grid_zetas, chunk_frames, derivatives, derivative_precision, fit_atoms, overwrite, quiet):
     """Symmetry functions of PREPARED (default prepared.h5): candidates, selection, scaling -> symmetry.h5."""
     from hdnnp.stages.symmetry import symmetry
 
     summary = symmetry(prepared, output, n_features=n_features, device=device, selection=selection,
                        features=_parse_feature_list(features), cutoff=cutoff, chunk_frames=chunk_frames,
                        derivatives=derivatives, fit_atoms=fit_atoms, overwrite=overwrite, quiet=quiet,
-                       grid=grid, grid_points=grid_points, grid_zetas=_parse_zetas(grid_zetas))
+                       grid=grid, grid_points=grid_points, grid_zetas=_parse_zetas(grid_zetas),
+                       derivative_precision=derivative_precision)
     for sym, names in summary["selected"].items():
         click.echo(f"{sym}: {len(names)} of {summary['n_candidates']} candidates selected")
     for n, corr in summary.get("descriptor_check", {}).items():
@@ -284,7 +288,11 @@ def _parse_hidden(text):
 @click.option("--weight-bound", type=float, default=None,
               help=f"Bound |w| on the weights (0: none) {preset_defaults('weight_bound')}.")
 @click.option("--time-limit", type=float, default=None, help="Stop training after this many seconds.")
-@click.option("--max-memory", "max_memory_mb", type=float, default=None, help="Training data budget (MiB).")
+@click.option("--max-memory", "max_memory_mb", type=float, default=None,
+              help="Memory budget of the training data (MiB) [4096]; beyond it they are streamed (--stream auto).")
+@click.option("--stream", type=click.Choice(["auto", "always", "never"]), default=None,
+              help="Read the descriptors from SYMMETRY_FILE step by step instead of holding them: memory "
+                   "independent of the data size [auto: when they exceed --max-memory].")
 @device_option
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines.")

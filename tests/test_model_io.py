@@ -223,9 +223,10 @@ def test_loading_selected_frames_equals_subset_of_all(symmetry_file, chunk_frame
     assert len(ref.blocks[18].pair_row) > 0
 
 
-def test_max_memory_budget_refuses_before_loading(symmetry_file, tmp_path):
+def test_max_memory_budget_refuses_before_loading_without_streaming(symmetry_file, tmp_path):
     from hdnnp.stages.train import train
 
     with pytest.raises(HdnnpError, match="--max-memory"):
-        train(symmetry_file / "symmetry.h5", tmp_path / "m.h5", make_options("fast", max_memory_mb=0.01), quiet=True)
+        train(symmetry_file / "symmetry.h5", tmp_path / "m.h5",
+              make_options("fast", max_memory_mb=0.01, stream="never"), quiet=True)
     assert not (tmp_path / "m.h5").exists()

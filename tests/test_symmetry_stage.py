@@ -156,3 +156,31 @@ def test_no_forces_and_empty_prediction_set(tmp_path):
         assert h5["predict/features/Te/values"].shape == (0, 6)
         np.testing.assert_array_equal(h5["predict/features/Te/frame_offset"][:], [0])
         assert h5["train/features/Te/values"].shape == (30, 6)
+
+
+def test_float32_derivatives_halve_the_storage_and_train_alike(prepared, tmp_path):
+    """--derivative-precision float32: the same derivatives rounded to float32 (6e-8 relative),
+    held as float32 by training, and a training run that follows the float64 one closely."""
+    from hdnnp.stages.train import load_training_data, train
+    from hdnnp.training.presets import TrainOptions
+
+    a, b = tmp_path / "f64.h5", tmp_path / "f32.h5"
+    symmetry(prepared, a, n_features=8, device="cpu", derivatives="always", quiet=True)
+    symmetry(prepared, b, n_features=8, device="cpu", derivatives="always", quiet=True,
+             derivative_precision="float32")
+    with h5py.File(a, "r") as ha, h5py.File(b, "r") as hb:
+        d64, d32 = ha["train/features/Te/dG/values"], hb["train/features/Te/dG/values"]
+        assert d64.dtype == np.float64 and d32.dtype == np.float32
+        np.testing.assert_allclose(d32[:], d64[:], rtol=1e-7, atol=1e-7 * np.abs(d64[:]).max())
+        np.testing.assert_array_equal(ha["train/features/Te/values"][:], hb["train/features/Te/values"][:])
+        held = load_training_data(hb["train"], (TE,), True)
+        assert held.blocks[TE].dvalues.dtype == np.float32
+    losses = []
+    for path in (a, b):
+        train(path, tmp_path / f"{path.stem}_model.h5",
+              TrainOptions(hidden=(5,), epochs=4, optimizer="lbfgs", val_fraction=0.0), quiet=True)
+        with h5py.File(tmp_path / f"{path.stem}_model.h5", "r") as h5:
+            losses.append(h5["training/log/train_loss"][:])
+    np.testing.assert_allclose(losses[1], losses[0], rtol=1e-4)
+    with pytest.raises(HdnnpError, match="--derivative-precision"):
+        symmetry(prepared, tmp_path / "x.h5", device="cpu", quiet=True, derivative_precision="float16")

@@ -35,6 +35,7 @@ from hdnnp.model import outside_training_range
 from hdnnp.progress import Progress
 
 DERIVATIVE_MODES = ("auto", "always", "never")
+DERIVATIVE_PRECISIONS = ("float64", "float32")
 
 
 class _Reservoir:
@@ -83,17 +84,23 @@ def symmetry(prepared_path, output_path, n_features: int = DEFAULT_N_FEATURES, d
              selection: str = "cur", features=None, cutoff: float = DEFAULT_CUTOFF_ANGSTROM,
              chunk_frames: int = 32, derivatives: str = "auto", fit_atoms: int = 20000,
              check_pairs: int = 20000, seed: int = 0, overwrite: bool = False, quiet: bool = False,
-             grid: str = "seed", grid_points: int = AUTO_RADIAL_POINTS, grid_zetas=AUTO_ZETAS) -> dict:
+             grid: str = "seed", grid_points: int = AUTO_RADIAL_POINTS, grid_zetas=AUTO_ZETAS,
+             derivative_precision: str = "float64") -> dict:
     """Compute, select and scale the symmetry functions of prepared.h5; write symmetry.h5.
 
     ``grid``: the candidates, ``seed``, ``auto`` (from the cutoff, the shortest distance of the
     training frames, ``grid_points`` and ``grid_zetas``) or a file of n2p2 symfunction lines
     (:mod:`hdnnp.descriptors.grids`).
     ``features``: candidate indices to keep instead of an automatic ``selection`` (cur|fps).
-    ``derivatives``: auto (for sets with forces) | always | never. Returns a summary dict.
+    ``derivatives``: auto (for sets with forces) | always | never. ``derivative_precision``:
+    float64 or float32, the type in which the derivatives dG/dr and the strain derivatives are
+    stored (and then held by training): float32 halves the largest datasets (relative rounding
+    6e-8; see README "Derivative precision"). Returns a summary dict.
     """
     if derivatives not in DERIVATIVE_MODES:
         raise HdnnpError(f"--derivatives must be one of {', '.join(DERIVATIVE_MODES)}")
+    if derivative_precision not in DERIVATIVE_PRECISIONS:
+        raise HdnnpError(f"--derivative-precision must be one of {', '.join(DERIVATIVE_PRECISIONS)}")
     if fit_atoms < 1:
         raise HdnnpError(f"--fit-atoms: expected at least 1 atom per element, got {fit_atoms}")
     if chunk_frames < 1:
@@ -174,7 +181,8 @@ def symmetry(prepared_path, output_path, n_features: int = DEFAULT_N_FEATURES, d
             for s in sets:
                 has_forces = "atoms/forces" in src[s]
                 with_deriv = derivatives == "always" or (derivatives == "auto" and has_forces)
-                summary["sets"][s] = _features_of_set(src[s], out[s], fs, device, with_deriv, chunk_frames, progress)
+                summary["sets"][s] = _features_of_set(src[s], out[s], fs, device, with_deriv, chunk_frames, progress,
+                                                      np.dtype(derivative_precision))
             progress.close()
 
             table = out.create_group("features")
@@ -215,7 +223,7 @@ def _estimated_size(src, sets, fs, n_features: int, derivatives: str, prepared_p
     return total
 
 
-def _features_of_set(src, dst, fs, device, with_deriv, chunk_frames, progress) -> dict:
+def _features_of_set(src, dst, fs, device, with_deriv, chunk_frames, progress, deriv_dtype=np.float64) -> dict:
     """Pass 2 for one frame set: ``features/<Sym>/...`` and ``extrapolation``; with derivatives
     and reference stresses in the set also ``features/<Sym>/virial`` (n_rows, n_sel, 3, 3), the
     strain derivatives W of every atom's scaled features (zeros in frames not periodic in all
@@ -233,10 +241,10 @@ def _features_of_set(src, dst, fs, device, with_deriv, chunk_frames, progress) -
         if with_deriv:
             groups[z].update(center=_appendable(g, "dG/center", (), np.int64),
                              atom=_appendable(g, "dG/atom", (), np.int64),
-                             dvalues=_appendable(g, "dG/values", (n_sel, 3), np.float64),
+                             dvalues=_appendable(g, "dG/values", (n_sel, 3), deriv_dtype),
                              pair_offset=[0], pairs=0)
         if with_virial:
-            groups[z]["virial"] = _appendable(g, "virial", (n_sel, 3, 3), np.float64)
+            groups[z]["virial"] = _appendable(g, "virial", (n_sel, 3, 3), deriv_dtype)
     raw_ds = dst["raw"]
     extrapolation = []
     atom_offset = src["frames/atom_offset"]

@@ -15,8 +15,10 @@ can stop sooner (see the README).
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
-import math
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -34,6 +36,7 @@ from hdnnp.model import Potential, model_path_for_checkpoint
 from hdnnp.training.loop import initial_parameters, train_networks
 from hdnnp.training.loss import ElementBlock, TrainingData, frame_ranges
 from hdnnp.training.presets import TrainOptions, check_val_split
+from hdnnp.training.streamed import STREAM_BLOCK_FRAMES, StreamedData, block_frames, draw_force_mask
 
 BYTES_PER_MB = 1024.0 ** 2
 CHUNK_FRAMES = 32  # frames per read of the descriptor derivatives
@@ -50,9 +53,10 @@ def estimate_memory_mb(group: h5py.Group, with_forces: bool, force_fraction: flo
     for sym in feats:
         total += feats[sym]["values"].size * 8 * 2
         if with_forces and "dG" in feats[sym]:
-            total += feats[sym]["dG/values"].size * 8 * force_fraction
+            d = feats[sym]["dG/values"]
+            total += d.size * d.dtype.itemsize * force_fraction
         if with_stress and "virial" in feats[sym]:
-            total += feats[sym]["virial"].size * 8 * 2
+            total += feats[sym]["virial"].size * feats[sym]["virial"].dtype.itemsize * 2
     return total / BYTES_PER_MB
 
 
@@ -71,29 +75,16 @@ def load_training_data(group: h5py.Group, elements, with_forces: bool, force_fra
     validation frames separately with the same seed gives exactly ``load(all).subset(frames)``
     without holding the whole set and its copies at once.
     """
-    rng = rng or np.random.default_rng(0)
-    atom_offset = group["frames/atom_offset"][:].astype(np.int64)
+    atom_offset, frames, energy, forces, mask, virial_ref, temperature = _frame_targets(
+        group, frames, with_forces, force_fraction, rng, with_stress)
     n_frames = len(atom_offset) - 1
     n_atoms = np.diff(atom_offset)
-    energy = group["frames/energy"][:]
-    if not np.all(np.isfinite(energy)):
-        raise HdnnpError(f"{np.count_nonzero(~np.isfinite(energy))} training frames have no reference energy")
-    frames = np.arange(n_frames) if frames is None else np.asarray(frames, np.int64)
-    if np.any(np.diff(frames) <= 0):
-        raise ValueError("frames must be sorted and unique")
+    has_forces = forces is not None
     selected = np.zeros(n_frames, bool)
     selected[frames] = True
     atom_sel = frame_ranges(atom_offset, frames)
     atom_map = np.full(atom_offset[-1], -1, np.int64)
     atom_map[atom_sel] = np.arange(len(atom_sel))
-    has_forces = with_forces and "atoms/forces" in group
-    forces = group["atoms/forces"][:] if has_forces else None
-    mask = None
-    if has_forces:
-        mask = np.zeros(atom_offset[-1], bool)
-        for f in range(n_frames):
-            k = max(1, math.ceil(force_fraction * n_atoms[f]))
-            mask[atom_offset[f] + rng.choice(n_atoms[f], size=k, replace=False)] = True
     blocks = {}
     for z in elements:
         sym = symbol(z)
@@ -120,7 +111,7 @@ def load_training_data(group: h5py.Group, elements, with_forces: bool, force_fra
             # the derivatives (the bulk of the data) go straight into one preallocated array,
             # ``chunk_frames`` frames per read, so loading never holds them twice
             n_feat = values.shape[1]
-            dvalues = np.empty((int(keep.sum()), n_feat, 3))
+            dvalues = np.empty((int(keep.sum()), n_feat, 3), g["dG/values"].dtype)  # as stored (float64/32)
             pos = 0
             for f0 in range(0, n_frames, chunk_frames):
                 f1 = min(f0 + chunk_frames, n_frames)
@@ -142,6 +133,32 @@ def load_training_data(group: h5py.Group, elements, with_forces: bool, force_fra
                                  "with reference stresses; re-run hdnnp prepare and symmetry on data with stresses")
             kw["virial"] = g["virial"][:][rows]
         blocks[z] = ElementBlock(**kw)
+    return TrainingData(elements=tuple(sorted(blocks)), energy=energy, n_atoms=n_atoms[frames],
+                        atom_offset=np.concatenate([[0], np.cumsum(n_atoms[frames])]).astype(np.int64),
+                        blocks=blocks, forces=forces, force_mask=None if mask is None else mask[atom_sel],
+                        frame_index=frames, temperature=temperature, virial_ref=virial_ref)
+
+
+def _frame_targets(group, frames, with_forces: bool, force_fraction: float, rng, with_stress: bool):
+    """What training holds per frame and per atom of the ``frames`` of a set (all if None):
+    (stored atom offsets, frames, energy, forces of the frames' atoms or None, the force mask
+    over all stored atoms (:func:`draw_force_mask`) or None, virial per atom σ V / N (NaN where
+    unknown or not periodic) or None, temperature or None)."""
+    rng = rng or np.random.default_rng(0)
+    atom_offset = group["frames/atom_offset"][:].astype(np.int64)
+    n_frames = len(atom_offset) - 1
+    n_atoms = np.diff(atom_offset)
+    energy = group["frames/energy"][:]
+    if not np.all(np.isfinite(energy)):
+        raise HdnnpError(f"{np.count_nonzero(~np.isfinite(energy))} training frames have no reference energy")
+    frames = np.arange(n_frames) if frames is None else np.asarray(frames, np.int64)
+    if np.any(np.diff(frames) <= 0):
+        raise ValueError("frames must be sorted and unique")
+    has_forces = with_forces and "atoms/forces" in group
+    forces = mask = None
+    if has_forces:
+        forces = group["atoms/forces"][:][frame_ranges(atom_offset, frames)]
+        mask = draw_force_mask(atom_offset, force_fraction, rng)
     temperature = group["frames/temperature"][:][frames] if "frames/temperature" in group else None
     virial_ref = None
     if with_stress:
@@ -150,11 +167,26 @@ def load_training_data(group: h5py.Group, elements, with_forces: bool, force_fra
         volume = np.abs(np.linalg.det(cell))
         virial_ref = group["frames/stress"][:][frames] * (volume / n_atoms[frames])[:, None, None]
         virial_ref[~periodic] = np.nan
-    return TrainingData(elements=tuple(sorted(blocks)), energy=energy[frames], n_atoms=n_atoms[frames],
-                        atom_offset=np.concatenate([[0], np.cumsum(n_atoms[frames])]).astype(np.int64),
-                        blocks=blocks, forces=None if forces is None else forces[atom_sel],
-                        force_mask=None if mask is None else mask[atom_sel], frame_index=frames,
-                        temperature=temperature, virial_ref=virial_ref)
+    return atom_offset, frames, energy[frames], forces, mask, virial_ref, temperature
+
+
+def stream_training_data(group, elements, with_forces: bool, force_fraction: float = 1.0,
+                         rng: np.random.Generator | None = None, frames=None, with_stress: bool = False,
+                         stream_block: int = STREAM_BLOCK_FRAMES) -> StreamedData:
+    """The same frames as :func:`load_training_data`, their descriptors left in the file
+    (:class:`~hdnnp.training.streamed.StreamedData`; ``group`` must stay open while it is used)."""
+    _, frames, energy, forces, mask, virial_ref, temperature = _frame_targets(
+        group, frames, with_forces, force_fraction, rng, with_stress)
+    for z in elements:
+        sym = symbol(z)
+        if with_forces and forces is not None and f"features/{sym}" in group and "dG" not in group[f"features/{sym}"]:
+            raise HdnnpError(f"{group.file.filename}: forces are trained but features/{sym}/dG is missing; "
+                             "re-run hdnnp symmetry with derivatives")
+        if with_stress and f"features/{sym}" in group and "virial" not in group[f"features/{sym}"]:
+            raise HdnnpError(f"{group.file.filename}: --stress-weight needs the strain derivatives "
+                             f"features/{sym}/virial; re-run hdnnp prepare and symmetry on data with stresses")
+    return StreamedData(group, elements, frames, forces is not None, mask, with_stress, energy, forces, virial_ref,
+                        temperature, stream_block)
 
 
 def read_block(group: h5py.Group, elements, f0: int, f1: int, derivatives: bool,
@@ -246,7 +278,7 @@ def _write_checkpoint(path: Path, potential: Potential, state: dict, options: Tr
 
 #: Options a resumed training may change (how long and how it stops or saves); any other
 #: difference would continue one run under another's settings.
-RESUME_MAY_CHANGE = ("epochs", "patience", "time_limit", "checkpoint_every", "max_memory_mb")
+RESUME_MAY_CHANGE = ("epochs", "patience", "time_limit", "checkpoint_every", "max_memory_mb", "stream")
 
 
 def _check_resume_options(path: Path, options: TrainOptions) -> None:
@@ -284,110 +316,125 @@ def train(symmetry_path, output_path, options: TrainOptions, overwrite: bool = F
         # never delete (at the end) a checkpoint this run did not make or continue
         raise HdnnpError(f"{checkpoint_path}: a checkpoint of an interrupted run is there; continue it with "
                          "--resume, or pass --overwrite to start again (the checkpoint is then replaced)")
-    with open_stage_file(symmetry_path, "symmetry") as h5:
-        if "train" not in h5 or "features" not in h5["train"]:
-            raise HdnnpError(f"{symmetry_path}: no training set with features")
-        feature_set = FeatureSet.from_h5(h5["feature_set"])
-        group = h5["train"]
-        with_forces = options.use_forces and "atoms/forces" in group
-        if with_forces:
-            _check_reference_forces(group, symmetry_path)
-        need = estimate_memory_mb(group, with_forces, options.force_fraction, options.stress_weight > 0)
-        if need > options.max_memory_mb:
-            raise HdnnpError(
-                f"training data need about {need:.0f} MiB in memory, more than --max-memory "
-                f"{options.max_memory_mb:.0f}; lower --force-fraction, train on energies only (--no-forces) "
-                "or raise --max-memory")
-        n_frames = len(group["frames/atom_offset"]) - 1
-        if n_frames == 0:
-            raise HdnnpError(f"{symmetry_path}: the training set is empty")
-        source = group["frames/source"][:] if "frames/source" in group else None
-        step = group["frames/step"][:] if "frames/step" in group else None
-        train_idx, val_idx = split_validation(n_frames, options.val_fraction, options.seed,
-                                              options.val_split, source, step)
-        # read separately (the same force mask: same seed), so the set is held only once
-        with_stress = options.stress_weight > 0
-        if with_stress and not group.attrs.get("virial", False):
-            raise HdnnpError(f"{symmetry_path}: --stress-weight needs reference stresses and their strain "
-                             "derivatives; this training set has none (prepare data with stresses, e.g. extxyz "
-                             "with stress=, then hdnnp symmetry)")
-        train_data, val_data = (
-            load_training_data(group, feature_set.elements, with_forces, options.force_fraction,
-                               np.random.default_rng(options.seed), frames=idx, with_stress=with_stress)
-            if len(idx) else None
-            for idx in (train_idx, val_idx))
-        baseline = make_baseline(options, group, feature_set)
-        if baseline is not None:  # the networks learn the remainder E_ref − E_base, F_ref − F_base (, v_ref − v_base)
-            base_energy, base_forces, *base_strain = baseline_of_set(baseline, group, forces=with_forces,
-                                                                     strain=with_stress)
-            offset = group["frames/atom_offset"][:].astype(np.int64)
-            for data, idx in ((train_data, train_idx), (val_data, val_idx)):
-                if data is not None:
-                    data.energy = data.energy - base_energy[idx]
-                    if with_forces:
-                        data.forces = data.forces - base_forces[frame_ranges(offset, idx)]
-                    if with_stress:  # virial per atom: ∂E/∂ε / N
-                        data.virial_ref = data.virial_ref - base_strain[0][idx] / data.n_atoms[:, None, None]
-    for data in (train_data, val_data):
-        _check_finite_data(data, symmetry_path)
-    if device != "cpu":
-        from hdnnp.kernels import get_backend
+    with contextlib.ExitStack() as held:  # a streamed set's file stays open until training ends
+        with open_stage_file(symmetry_path, "symmetry") as h5:
+            if "train" not in h5 or "features" not in h5["train"]:
+                raise HdnnpError(f"{symmetry_path}: no training set with features")
+            feature_set = FeatureSet.from_h5(h5["feature_set"])
+            group = h5["train"]
+            with_forces = options.use_forces and "atoms/forces" in group
+            if with_forces:
+                _check_reference_forces(group, symmetry_path)
+            need = estimate_memory_mb(group, with_forces, options.force_fraction, options.stress_weight > 0)
+            stream = options.stream == "always" or (options.stream == "auto" and need > options.max_memory_mb)
+            if need > options.max_memory_mb and options.stream == "never":
+                raise HdnnpError(
+                    f"training data need about {need:.0f} MiB in memory, more than --max-memory "
+                    f"{options.max_memory_mb:.0f}; stream them (--stream auto), lower --force-fraction, train on "
+                    "energies only (--no-forces) or raise --max-memory")
+            if stream:
+                if not quiet:
+                    print(f"train: streaming the descriptors from {symmetry_path} (about {need:.0f} MiB, budget "
+                          f"{options.max_memory_mb:.0f} MiB)", file=sys.stderr)
+                group = held.enter_context(open_stage_file(symmetry_path, "symmetry"))["train"]
+            n_frames = len(group["frames/atom_offset"]) - 1
+            if n_frames == 0:
+                raise HdnnpError(f"{symmetry_path}: the training set is empty")
+            source = group["frames/source"][:] if "frames/source" in group else None
+            step = group["frames/step"][:] if "frames/step" in group else None
+            train_idx, val_idx = split_validation(n_frames, options.val_fraction, options.seed,
+                                                  options.val_split, source, step)
+            # read separately (the same force mask: same seed), so the set is held only once
+            with_stress = options.stress_weight > 0
+            if with_stress and not group.attrs.get("virial", False):
+                raise HdnnpError(f"{symmetry_path}: --stress-weight needs reference stresses and their strain "
+                                 "derivatives; this training set has none (prepare data with stresses, e.g. extxyz "
+                                 "with stress=, then hdnnp symmetry)")
+            load = load_training_data
+            if stream:
+                load = functools.partial(stream_training_data, stream_block=block_frames(need / n_frames))
+            train_data, val_data = (
+                load(group, feature_set.elements, with_forces, options.force_fraction,
+                     np.random.default_rng(options.seed), frames=idx, with_stress=with_stress)
+                if len(idx) else None
+                for idx in (train_idx, val_idx))
+            baseline = make_baseline(options, group, feature_set)
+            if baseline is not None:  # the networks learn the remainder E_ref − E_base, F_ref − F_base (, v_ref − v_base)
+                base_energy, base_forces, *base_strain = baseline_of_set(baseline, group, forces=with_forces,
+                                                                         strain=with_stress)
+                offset = group["frames/atom_offset"][:].astype(np.int64)
+                for data, idx in ((train_data, train_idx), (val_data, val_idx)):
+                    if data is not None:
+                        data.energy = data.energy - base_energy[idx]
+                        if with_forces:
+                            data.forces = data.forces - base_forces[frame_ranges(offset, idx)]
+                        if with_stress:  # virial per atom: ∂E/∂ε / N
+                            data.virial_ref = data.virial_ref - base_strain[0][idx] / data.n_atoms[:, None, None]
+        for data in (train_data, val_data):
+            if getattr(data, "streamed", False):  # block by block: never the whole set at once
+                for f0 in range(0, data.n_frames, data.stream_block):
+                    _check_finite_data(data.frame_range(f0, min(f0 + data.stream_block, data.n_frames)),
+                                       symmetry_path)
+            else:
+                _check_finite_data(data, symmetry_path)
+        if device != "cpu":
+            from hdnnp.kernels import get_backend
 
-        xp = get_backend(device)
-        train_data = train_data.to(xp)
-        val_data = val_data.to(xp) if val_data is not None else None
-    arch = nn.Architecture(elements=tuple(feature_set.elements),
-                           n_inputs={z: feature_set.n_features(z) for z in feature_set.elements},
-                           hidden=tuple(options.hidden), activation=options.activation)
-    theta0, reference = initial_parameters(arch, train_data, options.seed)
-    # elements of the feature set without training atoms keep a zero reference
-    reference = {z: reference.get(z, 0.0) for z in arch.elements}
-    resume_state = None
-    if resume:
-        if not checkpoint_path.exists():
-            raise HdnnpError(f"--resume: no checkpoint {checkpoint_path}")
-        resume_state = _read_checkpoint(checkpoint_path)
-        _check_resume_options(checkpoint_path, options)
-        with open_stage_file(checkpoint_path, "train-checkpoint") as h5:
-            check_feature_sets_match(feature_set, FeatureSet.from_h5(h5["feature_set"]),
-                                     str(symmetry_path), f"the checkpoint {checkpoint_path}")
-        if len(resume_state["theta"]) != arch.n_parameters:
-            raise HdnnpError(f"{checkpoint_path}: checkpoint has {len(resume_state['theta'])} weights, "
-                             f"the architecture {arch.n_parameters}")
+            xp = get_backend(device)
+            train_data = train_data.to(xp)
+            val_data = val_data.to(xp) if val_data is not None else None
+        arch = nn.Architecture(elements=tuple(feature_set.elements),
+                               n_inputs={z: feature_set.n_features(z) for z in feature_set.elements},
+                               hidden=tuple(options.hidden), activation=options.activation)
+        theta0, reference = initial_parameters(arch, train_data, options.seed)
+        # elements of the feature set without training atoms keep a zero reference
+        reference = {z: reference.get(z, 0.0) for z in arch.elements}
+        resume_state = None
+        if resume:
+            if not checkpoint_path.exists():
+                raise HdnnpError(f"--resume: no checkpoint {checkpoint_path}")
+            resume_state = _read_checkpoint(checkpoint_path)
+            _check_resume_options(checkpoint_path, options)
+            with open_stage_file(checkpoint_path, "train-checkpoint") as h5:
+                check_feature_sets_match(feature_set, FeatureSet.from_h5(h5["feature_set"]),
+                                         str(symmetry_path), f"the checkpoint {checkpoint_path}")
+            if len(resume_state["theta"]) != arch.n_parameters:
+                raise HdnnpError(f"{checkpoint_path}: checkpoint has {len(resume_state['theta'])} weights, "
+                                 f"the architecture {arch.n_parameters}")
 
-    def training_record(log, attrs_extra):
-        return dict(log=log, validation_frames=val_idx,
-                    attrs={**options.as_attrs(), **attrs_extra})
+        def training_record(log, attrs_extra):
+            return dict(log=log, validation_frames=val_idx,
+                        attrs={**options.as_attrs(), **attrs_extra})
 
-    def checkpoint(state):
-        pot = Potential(feature_set, arch, state["best_theta"], reference,
-                        training_record(state["log"], {"checkpoint_epoch": state["epoch"]}), baseline=baseline)
-        _write_checkpoint(checkpoint_path, pot, state, options)
+        def checkpoint(state):
+            pot = Potential(feature_set, arch, state["best_theta"], reference,
+                            training_record(state["log"], {"checkpoint_epoch": state["epoch"]}), baseline=baseline)
+            _write_checkpoint(checkpoint_path, pot, state, options)
 
-    # One BLAS thread: the matrices here are small (EKF: P is n_weights², 721² for 30-15-15-1), so
-    # threads gain nothing, and the weights then do not depend on the machine's core count (the
-    # EKF's sequential updates amplify the rounding differences of multi-threaded BLAS).
-    with threadpool_limits(limits=1, user_api="blas"):
-        result = train_networks(arch, train_data, val_data, options, theta0, reference,
-                                checkpoint=checkpoint if options.checkpoint_every else None,
-                                resume=resume_state, quiet=quiet)
-    attrs = dict(force_weight=result.force_weight, loss_scale=result.loss_scale,
-                 best_epoch=result.best_epoch, stop_reason=result.stop_reason,
-                 n_train_frames=len(train_idx), n_validation_frames=len(val_idx), device=device)
-    potential = Potential(feature_set, arch, result.theta, reference, training_record(result.log, attrs),
-                          baseline=baseline)
-    save_or_rescue(lambda path: potential.save(path, overwrite=overwrite, inputs=[symmetry_path]), output_path,
-                   "the trained model")
-    if checkpoint_path.exists():
-        checkpoint_path.unlink()
-    log = result.log
-    best = int(np.flatnonzero(log["epoch"] == result.best_epoch)[0]) if result.best_epoch >= 0 else -1
-    pick = (lambda k: float(log[k][best]) if best >= 0 else float("nan"))
-    return dict(output=str(output_path), n_parameters=arch.n_parameters, best_epoch=result.best_epoch,
-                epochs=int(log["epoch"][-1]) if len(log["epoch"]) else 0, stop_reason=result.stop_reason,
-                train_energy_rmse=pick("train_energy_rmse"), val_energy_rmse=pick("val_energy_rmse"),
-                train_force_rmse=pick("train_force_rmse"), val_force_rmse=pick("val_force_rmse"),
-                wall_time=float(log["wall_time"][-1]) if len(log["wall_time"]) else 0.0)
+        # One BLAS thread: the matrices here are small (EKF: P is n_weights², 721² for 30-15-15-1), so
+        # threads gain nothing, and the weights then do not depend on the machine's core count (the
+        # EKF's sequential updates amplify the rounding differences of multi-threaded BLAS).
+        with threadpool_limits(limits=1, user_api="blas"):
+            result = train_networks(arch, train_data, val_data, options, theta0, reference,
+                                    checkpoint=checkpoint if options.checkpoint_every else None,
+                                    resume=resume_state, quiet=quiet)
+        attrs = dict(force_weight=result.force_weight, loss_scale=result.loss_scale,
+                     best_epoch=result.best_epoch, stop_reason=result.stop_reason,
+                     n_train_frames=len(train_idx), n_validation_frames=len(val_idx), device=device)
+        potential = Potential(feature_set, arch, result.theta, reference, training_record(result.log, attrs),
+                              baseline=baseline)
+        save_or_rescue(lambda path: potential.save(path, overwrite=overwrite, inputs=[symmetry_path]), output_path,
+                       "the trained model")
+        if checkpoint_path.exists():
+            checkpoint_path.unlink()
+        log = result.log
+        best = int(np.flatnonzero(log["epoch"] == result.best_epoch)[0]) if result.best_epoch >= 0 else -1
+        pick = (lambda k: float(log[k][best]) if best >= 0 else float("nan"))
+        return dict(output=str(output_path), n_parameters=arch.n_parameters, best_epoch=result.best_epoch,
+                    epochs=int(log["epoch"][-1]) if len(log["epoch"]) else 0, stop_reason=result.stop_reason,
+                    train_energy_rmse=pick("train_energy_rmse"), val_energy_rmse=pick("val_energy_rmse"),
+                    train_force_rmse=pick("train_force_rmse"), val_force_rmse=pick("val_force_rmse"),
+                    wall_time=float(log["wall_time"][-1]) if len(log["wall_time"]) else 0.0)
 
 
 def make_baseline(options: TrainOptions, group, feature_set):

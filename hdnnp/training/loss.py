@@ -252,8 +252,12 @@ def evaluate(arch: nn.Architecture, theta, data: TrainingData, force_weight: flo
     # blocks only with forces: the per-pair temporaries are what grows; energies alone are cheap
     # and a one-pass evaluation of them avoids the per-block overhead
     step = int(block_boxes) if forces and block_boxes and 0 < int(block_boxes) < n_frames else max(n_frames, 1)
+    streamed = getattr(data, "streamed", False)  # descriptors on disk: always in blocks
+    if streamed:
+        step = max(1, int(block_boxes) if block_boxes and int(block_boxes) > 0 else data.stream_block)
     views = nn.unflatten(arch, theta)
-    parts = [_evaluate_part(arch, views, data.frame_range(a, min(a + step, n_frames)) if step < n_frames else data,
+    parts = [_evaluate_part(arch, views, data.frame_range(a, min(a + step, n_frames))
+                            if step < n_frames or streamed else data,
                             force_weight if use_force_loss else 0.0, gradient, forces, n_frames, n_comp,
                             stress_weight if n_stress else 0.0, n_stress)
              for a in range(0, max(n_frames, 1), step)]

@@ -52,6 +52,7 @@ class TrainOptions:
     weight_bound: float = 0.0  # |theta| bound (lbfgs, adam; derivative-free uses 10 if 0)
     time_limit: float = 0.0  # seconds of training; 0: none
     max_memory_mb: float = 4096.0  # in-memory training data budget
+    stream: str = "auto"  # descriptors read from symmetry.h5 per step: auto (beyond max_memory_mb), always, never
     ekf_type: str = "standard"  # standard (n2p2 kalman_type 0: learning rate eta) or fading (type 1: lambda)
     ekf_epsilon: float = 0.01  # P_0 = I / epsilon
     ekf_q0: float = 0.01
@@ -119,6 +120,9 @@ def check_val_split(mode: str) -> None:
         raise HdnnpError(f"--val-split must be one of {', '.join(VAL_SPLITS)}, not '{mode}'")
 
 
+STREAM_MODES = ("auto", "always", "never")
+
+
 def make_options(preset: str = "default", **overrides) -> TrainOptions:
     """The preset's options with the given (non-None) overrides applied."""
     if preset not in PRESETS:
@@ -141,6 +145,8 @@ def make_options(preset: str = "default", **overrides) -> TrainOptions:
     if not 0 <= opts.val_fraction < 1:
         raise HdnnpError("--val-fraction must be in [0, 1)")
     check_val_split(opts.val_split)
+    if opts.stream not in STREAM_MODES:
+        raise HdnnpError(f"--stream must be one of {', '.join(STREAM_MODES)}, not '{opts.stream}'")
     if opts.ekf_type not in EKF_TYPES:
         raise HdnnpError(f"--ekf-type must be one of {', '.join(EKF_TYPES)}, not '{opts.ekf_type}'")
     if any(h < 1 for h in opts.hidden):
