@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -28,16 +26,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-
-def timed(cmd, cwd) -> dict:
-    """Run ``cmd`` under /usr/bin/time -v: wall time (s) and peak RSS (MiB); fail loudly."""
-    proc = subprocess.run(["/usr/bin/time", "-v", *cmd], cwd=cwd, capture_output=True, text=True)
-    if proc.returncode:
-        sys.exit(f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    wall = re.search(r"Elapsed \(wall clock\) time.*: (?:(\d+):)?(\d+):([\d.]+)", proc.stderr)
-    h, m, s = (float(x) if x else 0.0 for x in wall.groups())
-    rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr).group(1))
-    return {"wall_s": 3600 * h + 60 * m + s, "peak_rss_mib": rss / 1024}
+from bench_accuracy import timed  # this directory: /usr/bin/time -v wall time and peak RSS
 
 
 def make_prepared(path, model_path, frames_path, n_frames, supercell, displacement, seed, chunk=64):

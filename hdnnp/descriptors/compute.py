@@ -48,13 +48,7 @@ def _raw_entries(positions, cell, pbc, species, feature_set, columns, derivative
     dvalues)`` (with ``derivatives``) and per-atom strain derivatives (with ``virial``), those
     two multiplied by ``deriv_scale`` per column if given: by the GPU kernel, the compiled CPU
     path (:mod:`.fast`) or the NumPy reference."""
-    species = np.asarray(species, np.int64)
-    positions = np.asarray(positions, float)
-    if positions.ndim != 2 or positions.shape[1] != 3 or len(species) != len(positions):
-        raise HdnnpError(f"positions {positions.shape} and species {species.shape} do not match")
-    nl = neighbor_list(positions, cell, pbc, feature_set.cutoff)
-    plan = ColumnPlan(feature_set, columns)
-    plan.species_index(species)  # unknown elements: a clear error
+    species, nl, plan = _neighbours_and_plan(positions, cell, pbc, species, feature_set, columns)
     from hdnnp.kernels import resolve_device
 
     on_gpu = resolve_device(device) == "gpu"
@@ -83,6 +77,18 @@ def _raw_entries(positions, cell, pbc, species, feature_set, columns, derivative
     pairs = pair_derivatives(nl, dentry, len(values)) if derivatives else None
     w = entry_virials(nl, dentry, len(values)) if virial else None
     return nl, plan, values, pairs, w
+
+
+def _neighbours_and_plan(positions, cell, pbc, species, feature_set, columns):
+    """Checked species, the neighbour list and the plan of the requested columns."""
+    species = np.asarray(species, np.int64)
+    positions = np.asarray(positions, float)
+    if positions.ndim != 2 or positions.shape[1] != 3 or len(species) != len(positions):
+        raise HdnnpError(f"positions {positions.shape} and species {species.shape} do not match")
+    nl = neighbor_list(positions, cell, pbc, feature_set.cutoff)
+    plan = ColumnPlan(feature_set, columns)
+    plan.species_index(species)  # unknown elements: a clear error
+    return species, nl, plan
 
 
 def compute_raw(positions, cell, pbc, species, feature_set, derivatives: bool = False,
@@ -184,14 +190,8 @@ def adjoint_evaluation(positions, cell, pbc, species, feature_set, networks, str
     """
     if not fast.AVAILABLE:
         return None
-    species = np.asarray(species, np.int64)
-    positions = np.asarray(positions, float)
-    if positions.ndim != 2 or positions.shape[1] != 3 or len(species) != len(positions):
-        raise HdnnpError(f"positions {positions.shape} and species {species.shape} do not match")
-    present, columns, column_of = _columns(feature_set, species, pbc, stress)
-    nl = neighbor_list(positions, cell, pbc, feature_set.cutoff)
-    plan = ColumnPlan(feature_set, columns)
-    plan.species_index(species)
+    present, columns, column_of = _columns(feature_set, np.asarray(species, np.int64), pbc, stress)
+    species, nl, plan = _neighbours_and_plan(positions, cell, pbc, species, feature_set, columns)
     cols = {z: column_of[feature_set.selected[z]] for z in present}
     atomic = []
 
@@ -209,7 +209,7 @@ def adjoint_evaluation(positions, cell, pbc, species, feature_set, networks, str
                     atomic.append(np.zeros((len(energy), len(species))))
             atomic[0][:, a0 + rows] = energy
             weights[:, rows[:, None], cols[z][None, :]] = grad * feature_set.derivative_factor(z)[None, None, :]
-        return weights if weights is not None else np.zeros((1, a1 - a0, len(columns)))
+        return weights
 
     values, forces, strain = fast.adjoint_pass(nl, species, plan, weights_of)
     descriptors = {z: ElementDescriptors(atom_index=np.nonzero(species == z)[0],

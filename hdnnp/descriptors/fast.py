@@ -55,7 +55,15 @@ FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
 
 
 def _njit(func):
-    return nb.njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")(func) if AVAILABLE else func
+    """Compiled with Numba, cached on disk where a cache directory is writable (next to this file,
+    else the user's cache or NUMBA_CACHE_DIR), compiled anew in each process where none is."""
+    if not AVAILABLE:
+        return func
+    options = dict(nogil=True, fastmath=FASTMATH, error_model="numpy")
+    try:
+        return nb.njit(cache=True, **options)(func)
+    except RuntimeError:  # "no locator available": nowhere to write the cache
+        return nb.njit(**options)(func)
 
 
 class FlatPlan:

@@ -95,7 +95,7 @@ def symmetry(prepared_path, output_path, n_features: int = DEFAULT_N_FEATURES, d
     ``derivatives``: auto (for sets with forces) | always | never. ``derivative_precision``:
     float64 or float32, the type in which the derivatives dG/dr and the strain derivatives are
     stored (and then held by training): float32 halves the largest datasets (relative rounding
-    6e-8; see README "Derivative precision"). Returns a summary dict.
+    6e-8; measured without loss of accuracy, README "hdnnp train"). Returns a summary dict.
     """
     if derivatives not in DERIVATIVE_MODES:
         raise HdnnpError(f"--derivatives must be one of {', '.join(DERIVATIVE_MODES)}")
@@ -144,7 +144,8 @@ def symmetry(prepared_path, output_path, n_features: int = DEFAULT_N_FEATURES, d
                              options=json.dumps({"n_features": n_features, "selection": selection,
                                                  "features": features, "cutoff": cutoff,
                                                  "derivatives": derivatives, "device": device,
-                                                 "fit_atoms": fit_atoms, "seed": seed, "grid": fs.grid}))
+                                                 "fit_atoms": fit_atoms, "seed": seed, "grid": fs.grid,
+                                                 "derivative_precision": derivative_precision}))
             for s in sets:
                 out.copy(src[s], out, name=s)
 

@@ -4,9 +4,10 @@ Reads the training set's scaled descriptors (and their derivatives when forces a
 from symmetry.h5 in blocks of frames, keeping in memory only what the loss needs: the rows of
 every frame and the derivative pairs of the atoms whose forces are trained
 (``--force-fraction`` picks a random subset of atoms per box, so it also bounds memory). The
-whole training set is held in memory for every optimiser (L-BFGS, EKF and the derivative-free
-search need it; Adam draws its mini-batches from it); if the estimate exceeds ``--max-memory``
-the stage stops before loading and says what to change. A validation split (``--val-fraction``,
+training set is held in memory when its estimate fits ``--max-memory``; beyond it (or with
+``--stream always``) the descriptors stay in symmetry.h5 and every optimiser reads the frames
+it needs per step (:mod:`hdnnp.training.streamed`), with the same results; ``--stream never``
+stops before loading instead and says what to change. A validation split (``--val-fraction``,
 ``--val-split``, ``--seed``) is taken from the training temperatures: random frames by default (as
 n2p2), or ``blocked``, one contiguous run of frames per source trajectory. MD frames a few steps apart
 are near-copies, so the blocked split gives the more honest validation error; early stopping on it
