@@ -10,7 +10,7 @@ import sys
 import click
 
 from hdnnp import __version__
-from hdnnp.commands import device_option
+from hdnnp.commands import device_option, parallel_options
 from hdnnp.errors import HdnnpError
 from hdnnp.training.presets import preset_defaults
 
@@ -193,10 +193,12 @@ def _parse_zetas(text):
                                       "memory of forces).")
 @click.option("--fit-atoms", default=20000, show_default=True, type=int,
               help="Training atoms per element sampled to fit the selection.")
+@parallel_options
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
 def symmetry_command(prepared, output, n_features, selection, features, device, cutoff, grid, grid_points,
-                     grid_zetas, chunk_frames, derivatives, derivative_precision, fit_atoms, overwrite, quiet):
+                     grid_zetas, chunk_frames, derivatives, derivative_precision, fit_atoms, workers, scheduler,
+                     overwrite, quiet):
     """Symmetry functions of PREPARED (default prepared.h5): candidates, selection, scaling -> symmetry.h5."""
     from hdnnp.stages.symmetry import symmetry
 
@@ -204,7 +206,7 @@ def symmetry_command(prepared, output, n_features, selection, features, device, 
                        features=_parse_feature_list(features), cutoff=cutoff, chunk_frames=chunk_frames,
                        derivatives=derivatives, fit_atoms=fit_atoms, overwrite=overwrite, quiet=quiet,
                        grid=grid, grid_points=grid_points, grid_zetas=_parse_zetas(grid_zetas),
-                       derivative_precision=derivative_precision)
+                       derivative_precision=derivative_precision, workers=workers, scheduler=scheduler)
     for sym, names in summary["selected"].items():
         click.echo(f"{sym}: {len(names)} of {summary['n_candidates']} candidates selected")
     for n, corr in summary.get("descriptor_check", {}).items():
@@ -332,10 +334,11 @@ def train_command(symmetry_file, output, preset, hidden, resume, n_members, devi
               help="Format of a structure-file INPUT: dlpoly, extxyz, n2p2 or an ASE format name "
                    "[from the name; else ASE guesses].")
 @device_option
+@parallel_options
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
 def predict_command(input_file, model_path, output, forces, atomic_energies, stress, sets, file_format,
-                    device, overwrite, quiet):
+                    device, workers, scheduler, overwrite, quiet):
     """Energies (and forces) of INPUT_FILE (symmetry.h5, prepared.h5 or a structure file) -> predictions.h5."""
     import warnings
 
@@ -346,7 +349,7 @@ def predict_command(input_file, model_path, output, forces, atomic_energies, str
         summary = predict(model_path, input_file, output, forces=forces, atomic_energies=atomic_energies,
                           stress=stress, file_format=file_format,
                           sets=[s for s in sets.split(",") if s] if sets else None, overwrite=overwrite,
-                          device=device, quiet=quiet)
+                          device=device, quiet=quiet, workers=workers, scheduler=scheduler)
     for w in caught:
         click.echo(f"Warning: {w.message}", err=True)
     for name, s in summary.items():

@@ -15,6 +15,7 @@ predictions.h5 layout: docs/DESIGN.md.
 
 from __future__ import annotations
 
+import functools
 import warnings
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from hdnnp.frames import stresses_of
 from hdnnp.h5io import (atomic_output, check_can_write, check_elements_covered, check_feature_sets_match,
                         has_reference_stresses, open_stage_file, read_strings, write_root_attrs)
 from hdnnp.model import Potential, extrapolation_message, outside_training_range
+from hdnnp.parallel import check_parallel_options, dask_client, ordered_map
 from hdnnp.progress import Progress
 from hdnnp.training.loss import _np, data_from_descriptors, evaluate, frame_ranges
 
@@ -51,6 +53,10 @@ class _SetResult:
         for k, v in kw.items():
             if v is not None:
                 self.parts[k].append(np.asarray(v))
+
+    def extend(self, parts: dict):
+        for k, v in parts.items():
+            self.parts[k] += v
 
     def arrays(self):
         return {k: np.concatenate(v) for k, v in self.parts.items() if v}
@@ -115,6 +121,38 @@ def _stresses(potential, frames, device: str) -> np.ndarray:
     return out
 
 
+def _predict_chunk(item, potential, forces: bool, atomic: bool, stress: bool, device: str, where: str) -> dict:
+    """The predictions of one block of frames, as lists of arrays per output (the unit of work
+    :func:`hdnnp.parallel.ordered_map` runs here or on a Dask worker). ``item``: (first frame,
+    frames or None, stored descriptors or None, temperatures, steps, group indices)."""
+    from hdnnp.kernels import get_backend
+
+    f0, frames, data, temperature, step, group = item
+    res = _SetResult()
+    if data is None:
+        data = _frames_to_data(potential, frames, forces, device)
+    _predict_block(potential, data, res, forces, atomic, get_backend(device), temperature, step, where, f0, frames)
+    if stress:
+        res.add(stress_predicted=_stresses(potential, frames, device), stress_reference=stresses_of(frames))
+    res.add(group=group)
+    return res.parts
+
+
+def _set_items(group, potential, chunk_frames: int, forces: bool, frames: bool, stored: bool):
+    """The blocks of a frame set as :func:`_predict_chunk` takes them: with the frames (when the
+    descriptors are computed, or the stress or a baseline needs positions) and the stored
+    descriptors (when symmetry.h5 has the model's)."""
+    from hdnnp.stages.train import read_block
+
+    n_frames = len(group["frames/atom_offset"]) - 1
+    for f0 in range(0, n_frames, chunk_frames):
+        f1 = min(f0 + chunk_frames, n_frames)
+        yield (f0, _read_frames(group, f0, f1) if frames else None,
+               read_block(group, potential.elements, f0, f1, derivatives=forces) if stored else None,
+               group["frames/temperature"][f0:f1], group["frames/step"][f0:f1],
+               group["frames/group"][f0:f1] if "frames/group" in group else np.zeros(f1 - f0, np.int32))
+
+
 def _frames_to_data(potential, frames, forces: bool, device: str):
     from hdnnp.descriptors import compute_descriptors
 
@@ -152,7 +190,7 @@ def _read_structure_frames(path, file_format=None):
 def predict(model_path, input_path="symmetry.h5", output_path="predictions.h5", forces: bool | None = None,
             atomic_energies: bool = False, sets=None, overwrite: bool = False, device: str = "cpu",
             chunk_frames: int = 64, quiet: bool = False, file_format: str | None = None,
-            stress: bool | None = None) -> dict:
+            stress: bool | None = None, workers: int | None = None, scheduler: str | None = None) -> dict:
     """Predict energies (and forces, atomic energies, stresses) for every set of ``input_path``.
 
     ``forces``: predict forces; None (the default): for every set whose frames have reference
@@ -166,12 +204,16 @@ def predict(model_path, input_path="symmetry.h5", output_path="predictions.h5", 
     Every set also gets ``group`` (index per frame into ``groups``, the kinds of structure of
     the input, e.g. mlearn's Surface or AIMD-NVT).
 
+    ``workers``/``scheduler``: blocks of ``chunk_frames`` frames computed on a local Dask
+    cluster or the cluster at that address (:mod:`hdnnp.parallel`); the output is the serial one.
+
     Returns a summary per set: frames, energy RMSE (meV/atom), force RMSE (meV/Å) and stress
     RMSE (GPa) against the stored references where known, extrapolating frames, and the same
     errors per group when the input has more than one group.
     """
-    from hdnnp.kernels import get_backend, resolve_device
+    from hdnnp.kernels import resolve_device
 
+    check_parallel_options(workers, scheduler)
     input_path = Path(input_path)
     if not input_path.exists():
         raise HdnnpError(f"{input_path}: no such file (the input to predict)")
@@ -182,88 +224,75 @@ def predict(model_path, input_path="symmetry.h5", output_path="predictions.h5", 
     check_can_write(output_path, overwrite, inputs=[model_path, input_path])
     potential = Potential.load(model_path)
     device = resolve_device(device)
-    xp = get_backend(device)
     results, is_validation, groups = {}, {}, {}
-    validation_frames = np.asarray(potential.training.get("validation_frames", []), np.int64)
-    stage = None
-    try:
-        with h5py.File(input_path, "r") as probe:
-            stage = probe.attrs.get("stage")
-            stage = stage.decode() if isinstance(stage, bytes) else stage
-    except OSError:
+    with dask_client(workers, scheduler) as client:  # None: serial, in this process
+        validation_frames = np.asarray(potential.training.get("validation_frames", []), np.int64)
         stage = None
-    if stage is not None:  # an hdnnp file: it must be one predict can read (not a model, say)
-        with open_stage_file(input_path, ("symmetry", "prepare")) as h5:
-            available = [s for s in ("train", "predict") if s in h5 and "frames" in h5[s]]
-            wanted = available if not sets else list(sets)
-            for s in wanted:
-                if s not in available:
-                    raise HdnnpError(f"{input_path}: no set '{s}' (sets: {', '.join(available)})")
-                check_elements_covered(np.unique(h5[s]["atoms/species"][:]), potential.elements,
-                                       f"{input_path} ({s} set)", str(model_path))
-            use_stored = False
-            if stage == "symmetry":
-                from hdnnp.descriptors import FeatureSet
+        try:
+            with h5py.File(input_path, "r") as probe:
+                stage = probe.attrs.get("stage")
+                stage = stage.decode() if isinstance(stage, bytes) else stage
+        except OSError:
+            stage = None
+        if stage is not None:  # an hdnnp file: it must be one predict can read (not a model, say)
+            with open_stage_file(input_path, ("symmetry", "prepare")) as h5:
+                available = [s for s in ("train", "predict") if s in h5 and "frames" in h5[s]]
+                wanted = available if not sets else list(sets)
+                for s in wanted:
+                    if s not in available:
+                        raise HdnnpError(f"{input_path}: no set '{s}' (sets: {', '.join(available)})")
+                    check_elements_covered(np.unique(h5[s]["atoms/species"][:]), potential.elements,
+                                           f"{input_path} ({s} set)", str(model_path))
+                use_stored = False
+                if stage == "symmetry":
+                    from hdnnp.descriptors import FeatureSet
 
-                use_stored = same_feature_set(FeatureSet.from_h5(h5["feature_set"]), potential.feature_set)
-            for s in wanted:
-                group = h5[s]
-                n_frames = len(group["frames/atom_offset"]) - 1
-                set_forces = forces if forces is not None else "atoms/forces" in group
-                set_stress = stress if stress is not None else has_reference_stresses(group)
-                groups[s] = read_strings(group["groups"]) if "groups" in group and "frames/group" in group else [""]
-                stored = use_stored and "features" in group and (
-                    not set_forces or all("dG" in group["features"][k] for k in group["features"]))
-                res = _SetResult()
-                progress = Progress(n_frames, f"predict {s}", quiet=quiet)
-                for f0 in range(0, n_frames, chunk_frames):
-                    f1 = min(f0 + chunk_frames, n_frames)
-                    frames = (_read_frames(group, f0, f1) if set_stress or not stored or potential.baseline
-                              else None)
-                    if stored:
-                        from hdnnp.stages.train import read_block
-
-                        data = read_block(group, potential.elements, f0, f1, derivatives=set_forces)
-                    else:
-                        data = _frames_to_data(potential, frames, set_forces, device)
-                    _predict_block(potential, data, res, set_forces, atomic_energies, xp,
-                                   group["frames/temperature"][f0:f1], group["frames/step"][f0:f1],
-                                   f"{input_path} ({s} set)", f0, frames)
-                    if set_stress:
-                        res.add(stress_predicted=_stresses(potential, frames, device),
-                                stress_reference=stresses_of(frames))
-                    res.add(group=(group["frames/group"][f0:f1] if "frames/group" in group
-                                   else np.zeros(f1 - f0, np.int32)))
-                    progress.update(f1 - f0)
-                progress.close()
-                results[s] = res.arrays()
-                if s == "train":
-                    flag = np.zeros(n_frames, bool)
-                    flag[validation_frames[validation_frames < n_frames]] = True
-                    is_validation[s] = flag
-    else:
-        frames = _read_structure_frames(input_path, file_format)
-        if forces is None:
-            forces = bool(frames) and all(f.forces is not None for f in frames)
-        if stress is None:
-            stress = any(f.stress is not None for f in frames)
-        groups["predict"] = list(dict.fromkeys(f.group for f in frames)) or [""]
-        check_elements_covered(np.unique(np.concatenate([f.species for f in frames] or [[]])).astype(int),
-                               potential.elements, str(input_path), str(model_path))
-        res = _SetResult()
-        progress = Progress(len(frames), "predict", quiet=quiet)
-        for f0 in range(0, len(frames), chunk_frames):
-            block = frames[f0:f0 + chunk_frames]
-            data = _frames_to_data(potential, block, forces, device)
-            _predict_block(potential, data, res, forces, atomic_energies, xp,
-                           [f.temperature for f in block], [f.step for f in block], str(input_path), f0, block)
-            if stress:
-                res.add(stress_predicted=_stresses(potential, block, device),
-                        stress_reference=stresses_of(block))
-            res.add(group=np.array([groups["predict"].index(f.group) for f in block], np.int32))
-            progress.update(len(block))
-        progress.close()
-        results["predict"] = res.arrays()
+                    use_stored = same_feature_set(FeatureSet.from_h5(h5["feature_set"]), potential.feature_set)
+                for s in wanted:
+                    group = h5[s]
+                    n_frames = len(group["frames/atom_offset"]) - 1
+                    set_forces = forces if forces is not None else "atoms/forces" in group
+                    set_stress = stress if stress is not None else has_reference_stresses(group)
+                    groups[s] = read_strings(group["groups"]) if "groups" in group and "frames/group" in group else [""]
+                    stored = use_stored and "features" in group and (
+                        not set_forces or all("dG" in group["features"][k] for k in group["features"]))
+                    res = _SetResult()
+                    progress = Progress(n_frames, f"predict {s}", quiet=quiet)
+                    items = _set_items(group, potential, chunk_frames, set_forces,
+                                       frames=set_stress or not stored or potential.baseline is not None, stored=stored)
+                    work = functools.partial(_predict_chunk, potential=potential, forces=set_forces,
+                                             atomic=atomic_energies, stress=set_stress, device=device,
+                                             where=f"{input_path} ({s} set)")
+                    for item, parts in ordered_map(work, items, client):
+                        res.extend(parts)
+                        progress.update(len(item[3]))
+                    progress.close()
+                    results[s] = res.arrays()
+                    if s == "train":
+                        flag = np.zeros(n_frames, bool)
+                        flag[validation_frames[validation_frames < n_frames]] = True
+                        is_validation[s] = flag
+        else:
+            frames = _read_structure_frames(input_path, file_format)
+            if forces is None:
+                forces = bool(frames) and all(f.forces is not None for f in frames)
+            if stress is None:
+                stress = any(f.stress is not None for f in frames)
+            groups["predict"] = list(dict.fromkeys(f.group for f in frames)) or [""]
+            check_elements_covered(np.unique(np.concatenate([f.species for f in frames] or [[]])).astype(int),
+                                   potential.elements, str(input_path), str(model_path))
+            res = _SetResult()
+            progress = Progress(len(frames), "predict", quiet=quiet)
+            items = ((f0, block, None, [f.temperature for f in block], [f.step for f in block],
+                      np.array([groups["predict"].index(f.group) for f in block], np.int32))
+                     for f0 in range(0, len(frames), chunk_frames) for block in [frames[f0:f0 + chunk_frames]])
+            work = functools.partial(_predict_chunk, potential=potential, forces=forces, atomic=atomic_energies,
+                                     stress=stress, device=device, where=str(input_path))
+            for item, parts in ordered_map(work, items, client):
+                res.extend(parts)
+                progress.update(len(item[1]))
+            progress.close()
+            results["predict"] = res.arrays()
     summary = {}
     with atomic_output(output_path, overwrite) as tmp:
         with h5py.File(tmp, "w") as out:

@@ -15,6 +15,7 @@ Then the feature table, the fitted feature set and the descriptor check are writ
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from pathlib import Path
@@ -32,6 +33,7 @@ from hdnnp.h5io import (SET_NAMES, atomic_output, check_can_write, check_free_sp
                         iter_frame_chunks, open_stage_file, write_root_attrs)
 from hdnnp.kernels import resolve_device
 from hdnnp.model import outside_training_range
+from hdnnp.parallel import check_parallel_options, dask_client, ordered_map
 from hdnnp.progress import Progress
 
 DERIVATIVE_MODES = ("auto", "always", "never")
@@ -80,18 +82,52 @@ def _raw_of(frame, fs, device, where: str):
         raise HdnnpError(f"{where}: {exc}") from None
 
 
+def _raw_of_chunk(item, fs, device, where: str):
+    """Pass 1 for one ``(first, FrameChunk)``: raw values of its frames, concatenated (the unit
+    of work :func:`hdnnp.parallel.ordered_map` runs here or on a Dask worker)."""
+    first, chunk = item
+    return np.concatenate([_raw_of(chunk.frame(k), fs, device, f"{where}, frame {first + k})")
+                           for k in range(len(chunk))])
+
+
+def _descriptors_of_chunk(item, fs, device, with_deriv: bool, with_virial: bool):
+    """Pass 2 for one ``(first, FrameChunk, raw or None)``: per frame its descriptors
+    (``dict[Z, ElementDescriptors]``) and whether it is periodic; without derivatives they are
+    the selected, scaled columns of the stored raw values."""
+    _, chunk, raw_chunk = item
+    out = []
+    for k in range(len(chunk)):
+        frame = chunk.frame(k)
+        periodic = bool(np.all(frame.pbc))
+        if with_deriv:
+            desc = compute_descriptors(frame.positions, frame.cell, frame.pbc, frame.species, fs,
+                                       derivatives=True, device=device, stress=with_virial and periodic)
+        else:
+            desc = {}
+            a0 = int(chunk.atom_offset[k])
+            for z in fs.elements:
+                atoms = np.nonzero(frame.species == z)[0]
+                if len(atoms):
+                    desc[z] = ElementDescriptors(atoms, fs.scale(z, raw_chunk[a0 + atoms][:, fs.selected[z]]))
+        out.append((desc, periodic))
+    return out
+
+
 def symmetry(prepared_path, output_path, n_features: int = DEFAULT_N_FEATURES, device: str = "auto",
              selection: str = "cur", features=None, cutoff: float = DEFAULT_CUTOFF_ANGSTROM,
              chunk_frames: int = 32, derivatives: str = "auto", fit_atoms: int = 20000,
              check_pairs: int = 20000, seed: int = 0, overwrite: bool = False, quiet: bool = False,
              grid: str = "seed", grid_points: int = AUTO_RADIAL_POINTS, grid_zetas=AUTO_ZETAS,
-             derivative_precision: str = "float64") -> dict:
+             derivative_precision: str = "float64", workers: int | None = None, scheduler: str | None = None) -> dict:
     """Compute, select and scale the symmetry functions of prepared.h5; write symmetry.h5.
 
     ``grid``: the candidates, ``seed``, ``auto`` (from the cutoff, the shortest distance of the
     training frames, ``grid_points`` and ``grid_zetas``) or a file of n2p2 symfunction lines
     (:mod:`hdnnp.descriptors.grids`).
     ``features``: candidate indices to keep instead of an automatic ``selection`` (cur|fps).
+    ``workers``/``scheduler``: compute the chunks of frames on a local Dask cluster of that many
+    processes or on the cluster at that address (:mod:`hdnnp.parallel`); the output is the
+    serial one, bit for bit.
     ``derivatives``: auto (for sets with forces) | always | never. ``derivative_precision``:
     float64 or float32, the type in which the derivatives dG/dr and the strain derivatives are
     stored (and then held by training): float32 halves the largest datasets (relative rounding
@@ -105,6 +141,7 @@ def symmetry(prepared_path, output_path, n_features: int = DEFAULT_N_FEATURES, d
         raise HdnnpError(f"--fit-atoms: expected at least 1 atom per element, got {fit_atoms}")
     if chunk_frames < 1:
         raise HdnnpError("--chunk-frames must be at least 1")
+    check_parallel_options(workers, scheduler)
     check_can_write(output_path, overwrite, inputs=[prepared_path])
     device = resolve_device(device)
     t_start = time.perf_counter()
@@ -138,7 +175,8 @@ def symmetry(prepared_path, output_path, n_features: int = DEFAULT_N_FEATURES, d
         check_free_space(output_path, _estimated_size(src, sets, fs, n_features, derivatives, prepared_path),
                          "the symmetry file")
 
-        with atomic_output(output_path, overwrite) as tmp, h5py.File(tmp, "w") as out:
+        with atomic_output(output_path, overwrite) as tmp, h5py.File(tmp, "w") as out, \
+                dask_client(workers, scheduler) as client:
             write_root_attrs(out, "symmetry", inputs=[prepared_path],
                              elements=np.array(fs.elements, np.int32),
                              options=json.dumps({"n_features": n_features, "selection": selection,
@@ -158,10 +196,9 @@ def symmetry(prepared_path, output_path, n_features: int = DEFAULT_N_FEATURES, d
                 n_atoms = int(src[s]["frames/atom_offset"][-1])
                 raw_ds = out[s].create_dataset("raw", shape=(n_atoms, fs.n_candidates), dtype=np.float64,
                                                chunks=(min(n_atoms, 4096), fs.n_candidates) if n_atoms else None)
-                for first, chunk in iter_frame_chunks(src[s], chunk_frames):
+                work = functools.partial(_raw_of_chunk, fs=fs, device=device, where=f"{prepared_path} ({s} set")
+                for (first, chunk), raw in ordered_map(work, iter_frame_chunks(src[s], chunk_frames), client):
                     a_base = int(src[s]["frames/atom_offset"][first])
-                    raw = np.concatenate([_raw_of(chunk.frame(k), fs, device, f"{prepared_path} ({s} set, frame "
-                                                  f"{first + k})") for k in range(len(chunk))])
                     raw_ds[a_base:a_base + len(raw)] = raw
                     if s == "train":
                         for z in fs.elements:
@@ -183,7 +220,7 @@ def symmetry(prepared_path, output_path, n_features: int = DEFAULT_N_FEATURES, d
                 has_forces = "atoms/forces" in src[s]
                 with_deriv = derivatives == "always" or (derivatives == "auto" and has_forces)
                 summary["sets"][s] = _features_of_set(src[s], out[s], fs, device, with_deriv, chunk_frames, progress,
-                                                      np.dtype(derivative_precision))
+                                                      np.dtype(derivative_precision), client)
             progress.close()
 
             table = out.create_group("features")
@@ -224,7 +261,8 @@ def _estimated_size(src, sets, fs, n_features: int, derivatives: str, prepared_p
     return total
 
 
-def _features_of_set(src, dst, fs, device, with_deriv, chunk_frames, progress, deriv_dtype=np.float64) -> dict:
+def _features_of_set(src, dst, fs, device, with_deriv, chunk_frames, progress, deriv_dtype=np.float64,
+                     client=None) -> dict:
     """Pass 2 for one frame set: ``features/<Sym>/...`` and ``extrapolation``; with derivatives
     and reference stresses in the set also ``features/<Sym>/virial`` (n_rows, n_sel, 3, 3), the
     strain derivatives W of every atom's scaled features (zeros in frames not periodic in all
@@ -249,25 +287,17 @@ def _features_of_set(src, dst, fs, device, with_deriv, chunk_frames, progress, d
     raw_ds = dst["raw"]
     extrapolation = []
     atom_offset = src["frames/atom_offset"]
-    for first, chunk in iter_frame_chunks(src, chunk_frames):
+    items = ((first, chunk, None if with_deriv else raw_ds[int(atom_offset[first]):
+                                                           int(atom_offset[first]) + len(chunk.species)])
+             for first, chunk in iter_frame_chunks(src, chunk_frames))
+    work = functools.partial(_descriptors_of_chunk, fs=fs, device=device, with_deriv=with_deriv,
+                             with_virial=with_virial)
+    for (first, chunk, _), computed in ordered_map(work, items, client):
         a_base = int(atom_offset[first])
         per_z = {z: {"values": [], "atom_index": [], "center": [], "atom": [], "dvalues": [], "virial": []}
                  for z in fs.elements}
-        raw_chunk = None if with_deriv else raw_ds[a_base:a_base + len(chunk.species)]
-        for k in range(len(chunk)):
-            frame = chunk.frame(k)
+        for k, (desc, periodic) in enumerate(computed):
             f_base = a_base + int(chunk.atom_offset[k])
-            if with_deriv:
-                periodic = bool(np.all(frame.pbc))
-                desc = compute_descriptors(frame.positions, frame.cell, frame.pbc, frame.species, fs,
-                                           derivatives=True, device=device, stress=with_virial and periodic)
-            else:
-                desc = {}
-                a0 = int(chunk.atom_offset[k])
-                for z in fs.elements:
-                    atoms = np.nonzero(frame.species == z)[0]
-                    if len(atoms):
-                        desc[z] = ElementDescriptors(atoms, fs.scale(z, raw_chunk[a0 + atoms][:, fs.selected[z]]))
             n_out = 0
             for z in fs.elements:
                 acc, state = per_z[z], groups[z]

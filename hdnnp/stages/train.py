@@ -360,7 +360,8 @@ def train(symmetry_path, output_path, options: TrainOptions, overwrite: bool = F
                 if len(idx) else None
                 for idx in (train_idx, val_idx))
             baseline = make_baseline(options, group, feature_set)
-            if baseline is not None:  # the networks learn the remainder E_ref − E_base, F_ref − F_base (, v_ref − v_base)
+            # the networks learn the remainder E_ref − E_base, F_ref − F_base (, v_ref − v_base)
+            if baseline is not None:
                 base_energy, base_forces, *base_strain = baseline_of_set(baseline, group, forces=with_forces,
                                                                          strain=with_stress)
                 offset = group["frames/atom_offset"][:].astype(np.int64)
