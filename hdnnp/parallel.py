@@ -18,16 +18,23 @@ Dask is an optional dependency: ``pip install 'hdnnp[dask]'``.
 from __future__ import annotations
 
 import contextlib
+import os
 from collections import deque
 
 from hdnnp.errors import HdnnpError
 
 
 def check_parallel_options(workers: int | None, scheduler: str | None) -> None:
+    """One line for options no run can use: both given, no worker, or more local worker
+    processes than four per core of this machine (a cluster of more: ``--scheduler``)."""
     if workers is not None and scheduler:
         raise HdnnpError("--workers and --scheduler exclude each other: start a local cluster or join one")
     if workers is not None and workers < 1:
         raise HdnnpError(f"--workers: expected at least 1 worker, got {workers}")
+    cores = os.cpu_count() or 1
+    if workers is not None and workers > 4 * cores:
+        raise HdnnpError(f"--workers: {workers} local processes on {cores} cores; for more, start a cluster "
+                         "and pass --scheduler")
 
 
 @contextlib.contextmanager

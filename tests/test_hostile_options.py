@@ -23,7 +23,7 @@ OPTIONS = {
               "--seed": NEGATIVE, "--max-evals": NEGATIVE, "--weight-bound": NEGATIVE, "--time-limit": NEGATIVE,
               "--max-memory": NEGATIVE + ["0"], "--committee": NEGATIVE + ["0"]},
     "symmetry": {"--n-features": NEGATIVE + ["0"], "--cutoff": NEGATIVE + ["0"], "--chunk-frames": NEGATIVE + ["0"],
-                 "--fit-atoms": NEGATIVE + ["0"]},
+                 "--fit-atoms": NEGATIVE + ["0"], "--workers": NEGATIVE + ["0", "100000"]},
     "md": {"--temperature": NEGATIVE + ["0"], "--pressure": NOT_A_NUMBER, "--timestep": NEGATIVE + ["0"],
            "--time": NEGATIVE + ["0"], "--steps": NEGATIVE + ["0"], "--tdamp": NEGATIVE + ["0"],
            "--pdamp": NEGATIVE + ["0"], "--write-every": NEGATIVE + ["0"], "--guard-every": NEGATIVE + ["0"],
