@@ -172,8 +172,8 @@ def symmetry(prepared_path, output_path, n_features: int = DEFAULT_N_FEATURES, d
             features = [int(c) for c in features]
         n_frames = {s: len(src[s]["frames/atom_offset"]) - 1 for s in sets}
         summary = {"device": device, "n_candidates": fs.n_candidates, "sets": {}}
-        check_free_space(output_path, _estimated_size(src, sets, fs, n_features, derivatives, prepared_path),
-                         "the symmetry file")
+        check_free_space(output_path, _estimated_size(src, sets, fs, n_features, derivatives, prepared_path,
+                                                      np.dtype(derivative_precision).itemsize), "the symmetry file")
 
         with atomic_output(output_path, overwrite) as tmp, h5py.File(tmp, "w") as out, \
                 dask_client(workers, scheduler) as client:
@@ -242,10 +242,11 @@ def symmetry(prepared_path, output_path, n_features: int = DEFAULT_N_FEATURES, d
     return summary
 
 
-def _estimated_size(src, sets, fs, n_features: int, derivatives: str, prepared_path) -> float:
+def _estimated_size(src, sets, fs, n_features: int, derivatives: str, prepared_path, deriv_bytes: int = 8) -> float:
     """Bytes symmetry.h5 will take, about: the copied frames, ``raw`` (every candidate), the
     selected features and, with derivatives, one pair per neighbour-list entry of each atom
-    (the mean over the first training frame) plus its own; the strain derivatives with stresses."""
+    (the mean over the first training frame) plus its own (two int64 indices and 3 values of
+    ``deriv_bytes`` per feature); the strain derivatives with stresses."""
     from hdnnp.neighbors import neighbor_list
 
     frame = next(iter_frame_chunks(src["train"], 1))[1].frame(0)
@@ -255,9 +256,9 @@ def _estimated_size(src, sets, fs, n_features: int, derivatives: str, prepared_p
         n_atoms = int(src[s]["frames/atom_offset"][-1])
         total += n_atoms * (fs.n_candidates + n_features + 1) * 8
         if derivatives == "always" or (derivatives == "auto" and "atoms/forces" in src[s]):
-            total += n_atoms * (entries + 1) * (3 * n_features + 2) * 8
+            total += n_atoms * (entries + 1) * (3 * n_features * deriv_bytes + 16)
             if has_reference_stresses(src[s]):  # the strain derivatives (see _features_of_set)
-                total += n_atoms * n_features * 9 * 8
+                total += n_atoms * n_features * 9 * deriv_bytes
     return total
 
 
