@@ -23,6 +23,9 @@ from collections import deque
 
 from hdnnp.errors import HdnnpError
 
+#: How long to try reaching a --scheduler before giving up with one line.
+CONNECT_TIMEOUT = "10s"
+
 
 def check_parallel_options(workers: int | None, scheduler: str | None) -> None:
     """One line for options no run can use: both given, no worker, or more local worker
@@ -53,7 +56,7 @@ def dask_client(workers: int | None = None, scheduler: str | None = None):
     try:
         if scheduler:
             try:
-                client = Client(scheduler, timeout="30s")
+                client = Client(scheduler, timeout=CONNECT_TIMEOUT)
             except (OSError, TimeoutError) as exc:
                 raise HdnnpError(f"--scheduler {scheduler}: cannot connect ({exc})") from None
         else:

@@ -98,7 +98,10 @@ def _fails_at_5(k):
     return k
 
 
-def test_bad_parallel_options_are_one_line(prepared, capsys):
+def test_bad_parallel_options_are_one_line(prepared, capsys, monkeypatch):
+    import hdnnp.parallel
+
+    monkeypatch.setattr(hdnnp.parallel, "CONNECT_TIMEOUT", "1s")
     with pytest.raises(HdnnpError, match="exclude each other"):
         check_parallel_options(2, "tcp://x:1")
     with pytest.raises(SystemExit):
