@@ -11,6 +11,7 @@ import click
 
 from hdnnp import __version__
 from hdnnp.commands import device_option, parallel_options
+from hdnnp.interrupts import Terminated
 from hdnnp.errors import HdnnpError
 from hdnnp.training.presets import preset_defaults
 
@@ -663,14 +664,6 @@ def _register_commands():
 _register_commands()
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (what SLURM sends at the time limit), handled exactly like Ctrl-C."""
-
-
-def _on_sigterm(signum, frame):
-    raise Terminated()
-
-
 def _interrupted(exc) -> None:
     """The one line for Ctrl-C / SIGTERM, then exit 130 / 143 (128 + the signal)."""
     term = isinstance(exc, Terminated)
@@ -681,11 +674,12 @@ def _interrupted(exc) -> None:
 
 def main(argv=None):
     """Entry point of the ``hdnnp`` console script: user errors exit 2 with one clear line."""
-    import signal
     import threading
 
+    from hdnnp import interrupts
+
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _on_sigterm)
+        interrupts.install()  # SIGINT -> KeyboardInterrupt, SIGTERM -> Terminated, held in compiled code
     try:
         status = cli.main(args=argv, prog_name="hdnnp", standalone_mode=False)
         if isinstance(status, int) and status:

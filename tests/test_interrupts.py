@@ -391,3 +391,59 @@ def test_export_failure_keeps_the_previous_export(tmp_path, monkeypatch):
     assert exc.value.code == 2
     assert [p.name for p in (tmp_path / "exported").iterdir()] == ["mine.txt"]
     assert not list(tmp_path.glob(".exported*"))
+
+
+def test_signals_inside_a_deferred_region_take_effect_at_its_end():
+    """Compiled code's first call compiles, and LLVM calls back into Python, where a raised
+    Ctrl-C/SIGTERM would be lost ("Exception ignored"): inside ``interrupts.deferred`` the
+    signal is held and raised when the region ends."""
+    from hdnnp import interrupts
+
+    old = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    interrupts.install()
+    try:
+        reached = []
+        with pytest.raises(interrupts.Terminated):
+            with interrupts.deferred():
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(0.05)
+                reached.append("end of the region")
+        assert reached == ["end of the region"]
+        with pytest.raises(KeyboardInterrupt):
+            with interrupts.deferred(), interrupts.deferred():  # nested: raised once, at the outer end
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.05)
+        with pytest.raises(interrupts.Terminated):  # outside a region: at once
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.05)
+    finally:
+        signal.signal(signal.SIGTERM, old[0])
+        signal.signal(signal.SIGINT, old[1])
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the lost one, on purpose
+def test_a_signal_inside_a_native_callback_is_not_lost():
+    """What happened in CI: SIGTERM handled while LLVM (compiling a kernel) called back into
+    Python; the exception raised there was printed as "Exception ignored" and the run went on to
+    exit 0. A ctypes callback stands in for LLVM's: outside a deferred region the exception is
+    lost, inside one it is raised when the region ends."""
+    import ctypes
+
+    from hdnnp import interrupts
+
+    @ctypes.CFUNCTYPE(None)
+    def callback():  # native code calling back into Python; the handler runs in here
+        os.kill(os.getpid(), signal.SIGTERM)
+        for _ in range(1000):
+            pass
+
+    old = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    interrupts.install()
+    try:
+        callback()  # without a region: lost (ctypes prints "Exception ignored ...")
+        with pytest.raises(interrupts.Terminated):
+            with interrupts.deferred():
+                callback()
+    finally:
+        signal.signal(signal.SIGTERM, old[0])
+        signal.signal(signal.SIGINT, old[1])

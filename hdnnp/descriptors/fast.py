@@ -38,6 +38,8 @@ import os
 
 import numpy as np
 
+from hdnnp.interrupts import deferred
+
 try:  # pragma: no cover - exercised by the CI environment, where numba is installed
     if os.environ.get("HDNNP_NUMBA", "1") == "0":
         raise ImportError("disabled by HDNNP_NUMBA=0")
@@ -479,14 +481,16 @@ def symmetry_functions(nl, species, plan, derivatives: bool = False, virial: boo
     n_atoms = len(nl.start) - 1
     derivatives = derivatives or virial
     if derivatives:
-        pair_i, pair_j, entry_pair, self_pair = _pairs(nl.start, nl.j)
+        with deferred():
+            pair_i, pair_j, entry_pair, self_pair = _pairs(nl.start, nl.j)
     else:
         pair_i = pair_j = np.zeros(0, np.int64)
         entry_pair, self_pair = np.zeros(len(nl), np.int64), np.zeros(n_atoms, np.int64)
     scale = np.ones(flat.n_cols) if deriv_scale is None else np.asarray(deriv_scale, float)[flat.out_pos]
-    values, dvalues, w, *_ = _walk(nl.start, _el_j(nl, species, plan), nl.vector, nl.distance, 0, n_atoms,
-                                   derivatives, False, virial, *flat.arrays(), entry_pair, self_pair, len(pair_i),
-                                   scale, 0)
+    with deferred():  # a first call compiles: Ctrl-C / SIGTERM take effect after it
+        values, dvalues, w, *_ = _walk(nl.start, _el_j(nl, species, plan), nl.vector, nl.distance, 0, n_atoms,
+                                       derivatives, False, virial, *flat.arrays(), entry_pair, self_pair,
+                                       len(pair_i), scale, 0)
     return values, ((pair_i, pair_j, dvalues) if derivatives else None), (w if virial else None)
 
 
@@ -518,9 +522,10 @@ def adjoint_pass(nl, species, plan, weights_of):
     while a0 < n_atoms:
         a1 = a0 + 1 + int(np.searchsorted(np.cumsum(bound[a0 + 1:]), MAX_ITEMS - bound[a0], side="right"))
         a1 = min(a1, n_atoms)
-        vals, _, _, item_f, item_i, g2_coef = _walk(
-            nl.start, el_j, nl.vector, nl.distance, a0, a1, False, True, False, *flat.arrays(), dummy, dummy, 0,
-            np.ones(flat.n_cols), int(bound[a0:a1].sum()))
+        with deferred():  # a first call compiles: Ctrl-C / SIGTERM take effect after it
+            vals, _, _, item_f, item_i, g2_coef = _walk(
+                nl.start, el_j, nl.vector, nl.distance, a0, a1, False, True, False, *flat.arrays(), dummy, dummy, 0,
+                np.ones(flat.n_cols), int(bound[a0:a1].sum()))
         values[a0:a1] = vals
         w = np.asarray(weights_of(a0, a1, vals), float)
         if dedr is None:
@@ -528,8 +533,9 @@ def adjoint_pass(nl, species, plan, weights_of):
         e0, e1 = nl.start[a0], nl.start[a1]
         for m in range(len(w)):
             w_internal = np.ascontiguousarray(w[m][:, flat.out_pos])
-            dedr[m, e0:e1] = _contract(nl.start, nl.vector, a0, a1, w_internal, item_f, item_i, g2_coef,
-                                       flat.blk_ranges, flat.col_ang, flat.col_rad, flat.max_ang, flat.max_rad)
+            with deferred():
+                dedr[m, e0:e1] = _contract(nl.start, nl.vector, a0, a1, w_internal, item_f, item_i, g2_coef,
+                                           flat.blk_ranges, flat.col_ang, flat.col_rad, flat.max_ang, flat.max_rad)
         a0 = a1
     if dedr is None:  # no atoms
         dedr = np.zeros((len(weights_of(0, 0, values)), 0, 3))
