@@ -92,6 +92,10 @@ def test_adjoint_forces_and_stress_equal_the_materialised_derivatives(monkeypatc
         close(p1.forces_spread, p0.forces_spread)
     assert (p1.extrapolation_count, p1.extrapolation_max_excess) == (p0.extrapolation_count,
                                                                       p0.extrapolation_max_excess)
+    # no atoms at all: nothing to weigh, zero energy, forces and stress on both paths
+    empty = both(monkeypatch, lambda: pot.evaluate(np.zeros((0, 3)), CELL, True, np.zeros(0, int), stress=True))
+    for p in empty:
+        assert p.energy == 0.0 and p.forces.shape == (0, 3) and not p.stress.any()
 
 
 def test_adjoint_pass_against_finite_differences_and_in_chunks(monkeypatch):

@@ -153,8 +153,8 @@ def compute_descriptors(positions, cell, pbc, species, feature_set, derivatives:
     present, columns, column_of = _columns(feature_set, species, pbc, stress)
     single = len(present) == 1  # the ranging's factor is applied inside the pass
     scale = feature_set.derivative_factor(present[0]) if single else None
-    nl, plan, values, pairs, virial = _raw_entries(positions, cell, pbc, species, feature_set, columns, derivatives,
-                                                   device, virial=stress, deriv_scale=scale)
+    _, _, values, pairs, virial = _raw_entries(positions, cell, pbc, species, feature_set, columns, derivatives,
+                                               device, virial=stress, deriv_scale=scale)
     if derivatives:
         pair_i, pair_j, dvalues = pairs
     out = {}
@@ -193,6 +193,12 @@ def adjoint_evaluation(positions, cell, pbc, species, feature_set, networks, str
     present, columns, column_of = _columns(feature_set, np.asarray(species, np.int64), pbc, stress)
     species, nl, plan = _neighbours_and_plan(positions, cell, pbc, species, feature_set, columns)
     cols = {z: column_of[feature_set.selected[z]] for z in present}
+    descriptors = {z: ElementDescriptors(atom_index=np.nonzero(species == z)[0],
+                                         values=np.empty((int(np.sum(species == z)), len(cols[z]))))
+                   for z in present}
+    row_of = np.zeros(len(species), np.int64)  # atom -> its row among its element's
+    for d in descriptors.values():
+        row_of[d.atom_index] = np.arange(len(d.atom_index))
     atomic = []
 
     def weights_of(a0, a1, values):
@@ -202,7 +208,9 @@ def adjoint_evaluation(positions, cell, pbc, species, feature_set, networks, str
             rows = np.nonzero(chunk == z)[0]
             if not len(rows):
                 continue
-            energy, grad = networks(z, feature_set.scale(z, values[np.ix_(rows, cols[z])]))
+            scaled = feature_set.scale(z, values[np.ix_(rows, cols[z])])
+            descriptors[z].values[row_of[a0 + rows]] = scaled
+            energy, grad = networks(z, scaled)
             if weights is None:
                 weights = np.zeros((len(energy), a1 - a0, len(columns)))
                 if not atomic:
@@ -211,10 +219,7 @@ def adjoint_evaluation(positions, cell, pbc, species, feature_set, networks, str
             weights[:, rows[:, None], cols[z][None, :]] = grad * feature_set.derivative_factor(z)[None, None, :]
         return weights
 
-    values, forces, strain = fast.adjoint_pass(nl, species, plan, weights_of)
-    descriptors = {z: ElementDescriptors(atom_index=np.nonzero(species == z)[0],
-                                         values=feature_set.scale(z, values[np.ix_(species == z, cols[z])]))
-                   for z in present}
+    _, forces, strain = fast.adjoint_pass(nl, species, plan, weights_of)
     return descriptors, (atomic[0] if atomic else np.zeros((1, len(species)))), forces, strain
 
 

@@ -38,6 +38,7 @@ import os
 
 import numpy as np
 
+from hdnnp.descriptors.symmetry_functions import _TANH_PRE
 from hdnnp.interrupts import deferred
 
 try:  # pragma: no cover - exercised by the CI environment, where numba is installed
@@ -137,8 +138,6 @@ class FlatPlan:
 
 
 # -- scalar helpers -------------------------------------------------------------------------
-
-_TANH_PRE = ((np.e + 1.0 / np.e) / (np.e - 1.0 / np.e)) ** 3
 
 
 @_njit
@@ -254,7 +253,9 @@ def _walk(start, el_j, vec, dist, a_begin, a_end, do_deriv, do_cache, do_virial,
     per-pair derivatives (n_pairs, n_cols, 3) and with ``do_virial`` the strain derivatives
     (n_chunk, n_cols, 3, 3), both times ``deriv_scale`` (per internal column); with
     ``do_cache`` what :func:`_contract` needs: per (triplet, block) item a row of derivative
-    terms (:data:`_ROW` layout) and (p, q, block), and per entry the G2 coefficients.
+    terms — A_a and A'_a (``max_ang`` each), then per radial pair the coefficients of a_j, b_k
+    and Y and E·F (``max_rad`` each), then cos θ/R_ij², cos θ/R_ik² and 1/(R_ij R_ik) — and
+    (p, q, block), and per entry the G2 coefficients.
     """
     n_cols = len(out_pos)
     n_g2 = len(g2_el)
@@ -537,8 +538,8 @@ def adjoint_pass(nl, species, plan, weights_of):
                 dedr[m, e0:e1] = _contract(nl.start, nl.vector, a0, a1, w_internal, item_f, item_i, g2_coef,
                                            flat.blk_ranges, flat.col_ang, flat.col_rad, flat.max_ang, flat.max_rad)
         a0 = a1
-    if dedr is None:  # no atoms
-        dedr = np.zeros((len(weights_of(0, 0, values)), 0, 3))
+    if dedr is None:  # no atoms: nothing to weigh (one member's worth of empty forces)
+        dedr = np.zeros((1, 0, 3))
     forces = np.stack([np.stack([np.bincount(nl.i, d[:, x], n_atoms) - np.bincount(nl.j, d[:, x], n_atoms)
                                  for x in range(3)], axis=1) for d in dedr])
     strain = np.einsum("pa,mpb->mab", nl.vector, dedr)
