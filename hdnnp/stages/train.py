@@ -16,7 +16,6 @@ can stop sooner (see the README).
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 import sys
@@ -77,7 +76,7 @@ def load_training_data(group: h5py.Group, elements, with_forces: bool, force_fra
     without holding the whole set and its copies at once.
     """
     atom_offset, frames, energy, forces, mask, virial_ref, temperature = _frame_targets(
-        group, frames, with_forces, force_fraction, rng, with_stress)
+        group, elements, frames, with_forces, force_fraction, rng, with_stress)
     n_frames = len(atom_offset) - 1
     n_atoms = np.diff(atom_offset)
     has_forces = forces is not None
@@ -102,9 +101,6 @@ def load_training_data(group: h5py.Group, elements, with_forces: bool, force_fra
                   atom_index=atom_map[g["atom_index"][:].astype(np.int64)[rows]],
                   row_offset=np.concatenate([[0], np.cumsum(n_rows_f)]).astype(np.int64))
         if has_forces:
-            if "dG" not in g:
-                raise HdnnpError(f"{group.file.filename}: forces are trained but features/{sym}/dG is missing; "
-                                 "re-run hdnnp symmetry with derivatives")
             pair_offset = g["dG/frame_offset"][:].astype(np.int64)
             pair_frame = np.repeat(np.arange(n_frames), np.diff(pair_offset))
             atom = g["dG/atom"][:].astype(np.int64)
@@ -128,10 +124,6 @@ def load_training_data(group: h5py.Group, elements, with_forces: bool, force_fra
             kw.update(pair_row=row_map[g["dG/center"][:].astype(np.int64)[keep]], pair_atom=atom_map[atom[keep]],
                       dvalues=dvalues, pair_offset=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64))
         if with_stress:
-            if "virial" not in g:
-                raise HdnnpError(f"{group.file.filename}: --stress-weight needs the strain derivatives "
-                                 f"features/{sym}/virial, which hdnnp symmetry writes (with derivatives) for sets "
-                                 "with reference stresses; re-run hdnnp prepare and symmetry on data with stresses")
             kw["virial"] = g["virial"][:][rows]
         blocks[z] = ElementBlock(**kw)
     return TrainingData(elements=tuple(sorted(blocks)), energy=energy, n_atoms=n_atoms[frames],
@@ -140,11 +132,25 @@ def load_training_data(group: h5py.Group, elements, with_forces: bool, force_fra
                         frame_index=frames, temperature=temperature, virial_ref=virial_ref)
 
 
-def _frame_targets(group, frames, with_forces: bool, force_fraction: float, rng, with_stress: bool):
+def _frame_targets(group, elements, frames, with_forces: bool, force_fraction: float, rng, with_stress: bool):
     """What training holds per frame and per atom of the ``frames`` of a set (all if None):
     (stored atom offsets, frames, energy, forces of the frames' atoms or None, the force mask
     over all stored atoms (:func:`draw_force_mask`) or None, virial per atom σ V / N (NaN where
-    unknown or not periodic) or None, temperature or None)."""
+    unknown or not periodic) or None, temperature or None). First checks that the set stores
+    what forces and stress training need, for the elements' features."""
+    has_forces = with_forces and "atoms/forces" in group
+    for z in elements:
+        sym = symbol(z)
+        g = group.get(f"features/{sym}")
+        if g is None:
+            continue
+        if has_forces and "dG" not in g:
+            raise HdnnpError(f"{group.file.filename}: forces are trained but features/{sym}/dG is missing; "
+                             "re-run hdnnp symmetry with derivatives")
+        if with_stress and "virial" not in g:
+            raise HdnnpError(f"{group.file.filename}: --stress-weight needs the strain derivatives "
+                             f"features/{sym}/virial, which hdnnp symmetry writes (with derivatives) for sets "
+                             "with reference stresses; re-run hdnnp prepare and symmetry on data with stresses")
     rng = rng or np.random.default_rng(0)
     atom_offset = group["frames/atom_offset"][:].astype(np.int64)
     n_frames = len(atom_offset) - 1
@@ -155,7 +161,6 @@ def _frame_targets(group, frames, with_forces: bool, force_fraction: float, rng,
     frames = np.arange(n_frames) if frames is None else np.asarray(frames, np.int64)
     if np.any(np.diff(frames) <= 0):
         raise ValueError("frames must be sorted and unique")
-    has_forces = with_forces and "atoms/forces" in group
     forces = mask = None
     if has_forces:
         forces = group["atoms/forces"][:][frame_ranges(atom_offset, frames)]
@@ -177,15 +182,7 @@ def stream_training_data(group, elements, with_forces: bool, force_fraction: flo
     """The same frames as :func:`load_training_data`, their descriptors left in the file
     (:class:`~hdnnp.training.streamed.StreamedData`; ``group`` must stay open while it is used)."""
     _, frames, energy, forces, mask, virial_ref, temperature = _frame_targets(
-        group, frames, with_forces, force_fraction, rng, with_stress)
-    for z in elements:
-        sym = symbol(z)
-        if with_forces and forces is not None and f"features/{sym}" in group and "dG" not in group[f"features/{sym}"]:
-            raise HdnnpError(f"{group.file.filename}: forces are trained but features/{sym}/dG is missing; "
-                             "re-run hdnnp symmetry with derivatives")
-        if with_stress and f"features/{sym}" in group and "virial" not in group[f"features/{sym}"]:
-            raise HdnnpError(f"{group.file.filename}: --stress-weight needs the strain derivatives "
-                             f"features/{sym}/virial; re-run hdnnp prepare and symmetry on data with stresses")
+        group, elements, frames, with_forces, force_fraction, rng, with_stress)
     return StreamedData(group, elements, frames, forces is not None, mask, with_stress, energy, forces, virial_ref,
                         temperature, stream_block)
 
@@ -317,68 +314,61 @@ def train(symmetry_path, output_path, options: TrainOptions, overwrite: bool = F
         # never delete (at the end) a checkpoint this run did not make or continue
         raise HdnnpError(f"{checkpoint_path}: a checkpoint of an interrupted run is there; continue it with "
                          "--resume, or pass --overwrite to start again (the checkpoint is then replaced)")
-    with contextlib.ExitStack() as held:  # a streamed set's file stays open until training ends
-        with open_stage_file(symmetry_path, "symmetry") as h5:
-            if "train" not in h5 or "features" not in h5["train"]:
-                raise HdnnpError(f"{symmetry_path}: no training set with features")
-            feature_set = FeatureSet.from_h5(h5["feature_set"])
-            group = h5["train"]
-            with_forces = options.use_forces and "atoms/forces" in group
-            if with_forces:
-                _check_reference_forces(group, symmetry_path)
-            need = estimate_memory_mb(group, with_forces, options.force_fraction, options.stress_weight > 0)
-            stream = options.stream == "always" or (options.stream == "auto" and need > options.max_memory_mb)
-            if need > options.max_memory_mb and options.stream == "never":
-                raise HdnnpError(
-                    f"training data need about {need:.0f} MiB in memory, more than --max-memory "
-                    f"{options.max_memory_mb:.0f}; stream them (--stream auto), lower --force-fraction, train on "
-                    "energies only (--no-forces) or raise --max-memory")
-            if stream:
-                if not quiet:
-                    print(f"train: streaming the descriptors from {symmetry_path} (about {need:.0f} MiB, budget "
-                          f"{options.max_memory_mb:.0f} MiB)", file=sys.stderr)
-                group = held.enter_context(open_stage_file(symmetry_path, "symmetry"))["train"]
-            n_frames = len(group["frames/atom_offset"]) - 1
-            if n_frames == 0:
-                raise HdnnpError(f"{symmetry_path}: the training set is empty")
-            source = group["frames/source"][:] if "frames/source" in group else None
-            step = group["frames/step"][:] if "frames/step" in group else None
-            train_idx, val_idx = split_validation(n_frames, options.val_fraction, options.seed,
-                                                  options.val_split, source, step)
-            # read separately (the same force mask: same seed), so the set is held only once
-            with_stress = options.stress_weight > 0
-            if with_stress and not group.attrs.get("virial", False):
-                raise HdnnpError(f"{symmetry_path}: --stress-weight needs reference stresses and their strain "
-                                 "derivatives; this training set has none (prepare data with stresses, e.g. extxyz "
-                                 "with stress=, then hdnnp symmetry)")
-            load = load_training_data
-            if stream:
-                load = functools.partial(stream_training_data, stream_block=block_frames(need / n_frames))
-            train_data, val_data = (
-                load(group, feature_set.elements, with_forces, options.force_fraction,
-                     np.random.default_rng(options.seed), frames=idx, with_stress=with_stress)
-                if len(idx) else None
-                for idx in (train_idx, val_idx))
-            baseline = make_baseline(options, group, feature_set)
-            # the networks learn the remainder E_ref − E_base, F_ref − F_base (, v_ref − v_base)
-            if baseline is not None:
-                base_energy, base_forces, *base_strain = baseline_of_set(baseline, group, forces=with_forces,
-                                                                         strain=with_stress)
-                offset = group["frames/atom_offset"][:].astype(np.int64)
-                for data, idx in ((train_data, train_idx), (val_data, val_idx)):
-                    if data is not None:
-                        data.energy = data.energy - base_energy[idx]
-                        if with_forces:
-                            data.forces = data.forces - base_forces[frame_ranges(offset, idx)]
-                        if with_stress:  # virial per atom: ∂E/∂ε / N
-                            data.virial_ref = data.virial_ref - base_strain[0][idx] / data.n_atoms[:, None, None]
+    # the file stays open until training ends: a streamed set reads its descriptors from it
+    with open_stage_file(symmetry_path, "symmetry") as h5:
+        if "train" not in h5 or "features" not in h5["train"]:
+            raise HdnnpError(f"{symmetry_path}: no training set with features")
+        feature_set = FeatureSet.from_h5(h5["feature_set"])
+        group = h5["train"]
+        with_forces = options.use_forces and "atoms/forces" in group
+        if with_forces:
+            _check_reference_forces(group, symmetry_path)
+        need = estimate_memory_mb(group, with_forces, options.force_fraction, options.stress_weight > 0)
+        stream = options.stream == "always" or (options.stream == "auto" and need > options.max_memory_mb)
+        if need > options.max_memory_mb and options.stream == "never":
+            raise HdnnpError(
+                f"training data need about {need:.0f} MiB in memory, more than --max-memory "
+                f"{options.max_memory_mb:.0f}; stream them (--stream auto), lower --force-fraction, train on "
+                "energies only (--no-forces) or raise --max-memory")
+        if stream and not quiet:
+            print(f"train: streaming the descriptors from {symmetry_path} (about {need:.0f} MiB, budget "
+                  f"{options.max_memory_mb:.0f} MiB)", file=sys.stderr)
+        n_frames = len(group["frames/atom_offset"]) - 1
+        if n_frames == 0:
+            raise HdnnpError(f"{symmetry_path}: the training set is empty")
+        source = group["frames/source"][:] if "frames/source" in group else None
+        step = group["frames/step"][:] if "frames/step" in group else None
+        train_idx, val_idx = split_validation(n_frames, options.val_fraction, options.seed,
+                                              options.val_split, source, step)
+        # read separately (the same force mask: same seed), so the set is held only once
+        with_stress = options.stress_weight > 0
+        if with_stress and not group.attrs.get("virial", False):
+            raise HdnnpError(f"{symmetry_path}: --stress-weight needs reference stresses and their strain "
+                             "derivatives; this training set has none (prepare data with stresses, e.g. extxyz "
+                             "with stress=, then hdnnp symmetry)")
+        load = load_training_data
+        if stream:
+            load = functools.partial(stream_training_data, stream_block=block_frames(need / n_frames))
+        train_data, val_data = (
+            load(group, feature_set.elements, with_forces, options.force_fraction,
+                 np.random.default_rng(options.seed), frames=idx, with_stress=with_stress)
+            if len(idx) else None
+            for idx in (train_idx, val_idx))
+        baseline = make_baseline(options, group, feature_set)
+        # the networks learn the remainder E_ref − E_base, F_ref − F_base (, v_ref − v_base)
+        if baseline is not None:
+            base_energy, base_forces, *base_strain = baseline_of_set(baseline, group, forces=with_forces,
+                                                                     strain=with_stress)
+            offset = group["frames/atom_offset"][:].astype(np.int64)
+            for data, idx in ((train_data, train_idx), (val_data, val_idx)):
+                if data is not None:
+                    data.energy = data.energy - base_energy[idx]
+                    if with_forces:
+                        data.forces = data.forces - base_forces[frame_ranges(offset, idx)]
+                    if with_stress:  # virial per atom: ∂E/∂ε / N
+                        data.virial_ref = data.virial_ref - base_strain[0][idx] / data.n_atoms[:, None, None]
         for data in (train_data, val_data):
-            if getattr(data, "streamed", False):  # block by block: never the whole set at once
-                for f0 in range(0, data.n_frames, data.stream_block):
-                    _check_finite_data(data.frame_range(f0, min(f0 + data.stream_block, data.n_frames)),
-                                       symmetry_path)
-            else:
-                _check_finite_data(data, symmetry_path)
+            _check_finite_data(data, symmetry_path)
         if device != "cpu":
             from hdnnp.kernels import get_backend
 
@@ -454,6 +444,10 @@ def _check_finite_data(data, symmetry_path, most: int = 5) -> None:
     """Refuse non-finite descriptors, derivatives or targets, naming the frames (indices of the
     training set of symmetry.h5) responsible."""
     if data is None:
+        return
+    if getattr(data, "streamed", False):  # block by block: never the whole set at once
+        for f0 in range(0, data.n_frames, data.stream_block):
+            _check_finite_data(data.frame_range(f0, min(f0 + data.stream_block, data.n_frames)), symmetry_path, most)
         return
     bad = np.zeros(data.n_frames, bool)
     bad |= ~np.isfinite(data.energy)
