@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hdnnp.elements import symbol
-from hdnnp.training.loss import ElementBlock, TrainingData, frame_ranges
+from hdnnp.training.loss import ElementBlock, TrainingData, _np, frame_ranges
 
 #: Frames per block when a streamed set is evaluated as a whole (without --batch-boxes) or
 #: checked: the default, and the memory that :func:`block_frames` aims a block at.
@@ -129,8 +129,6 @@ class StreamedData(TrainingData):
 
     def _read(self, local) -> TrainingData:
         """Frames ``local`` (sorted indices into this set) as in-memory TrainingData."""
-        from hdnnp.training.loss import _np
-
         local = np.asarray(local, np.int64)
         stored = self._stored_frames[local]
         n_at = self.n_atoms[local]
