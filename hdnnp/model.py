@@ -207,16 +207,17 @@ class Potential:
         out = (atomic.sum(), f_out, atomic)
         return out + (strain,) if stress else out
 
-    def _member_networks(self, z: int, x):
+    def _member_networks(self, z: int, x, xp=np):
         """Atomic energies (n_members, n) eV and ∂E/∂G' (n_members, n, n_features) of every
-        committee member for the scaled descriptors ``x`` (n, n_features) of element ``z``."""
+        committee member for the scaled descriptors ``x`` (n, n_features) of element ``z``, in
+        the array namespace ``xp`` of ``x`` (NumPy, or CuPy on a GPU)."""
         energies, gradients = [], []
         for theta in self.members:
-            w, b = nn.unflatten(self.architecture, theta)[z]
-            e, cache = nn.forward(w, b, x, np, self.architecture.activation)
+            w, b = nn.unflatten(self.architecture, xp.asarray(theta))[z]
+            e, cache = nn.forward(w, b, x, xp, self.architecture.activation)
             energies.append(e)
-            gradients.append(nn.input_gradient(w, cache, np))
-        return np.stack(energies), np.stack(gradients)
+            gradients.append(nn.input_gradient(w, cache, xp))
+        return xp.stack(energies), xp.stack(gradients)
 
     def evaluate(self, positions, cell, pbc, species, forces: bool = True, stress: bool = False,
                  device: str = "cpu") -> "Prediction":
@@ -232,8 +233,7 @@ class Potential:
         forces and stress include the repulsive baseline when the model has one.
         """
         from hdnnp.descriptors import compute_descriptors
-        from hdnnp.descriptors.compute import adjoint_evaluation
-        from hdnnp.kernels import resolve_device
+        from hdnnp.descriptors.compute import adjoint_evaluation_batch
 
         species = np.asarray(species)
         unknown = sorted(set(species.tolist()) - set(self.elements))
@@ -241,9 +241,9 @@ class Potential:
             raise HdnnpError(f"elements {', '.join(symbol(z) for z in unknown)} are not in the model")
         cell = np.asarray(cell, float)
         adjoint = None
-        if (forces or stress) and resolve_device(device) == "cpu":  # the compiled adjoint pass, if there
-            adjoint = adjoint_evaluation(np.asarray(positions, float), cell, np.asarray(pbc, bool), species,
-                                         self.feature_set, self._member_networks, stress=stress)
+        if forces or stress:  # the adjoint pass (compiled on the CPU, or on the GPU), if there
+            adjoint = adjoint_evaluation_batch([(np.asarray(positions, float), cell, np.asarray(pbc, bool), species)],
+                                               self.feature_set, self._member_networks, stress, device)[0]
         if adjoint is not None:
             desc, atomic, f_members, s_members = adjoint
             outputs = [(a.sum(), f if forces else None, a) + ((s,) if stress else ())
@@ -251,12 +251,7 @@ class Potential:
         else:
             desc = compute_descriptors(np.asarray(positions, float), cell, np.asarray(pbc, bool), species,
                                        self.feature_set, derivatives=forces, device=device, stress=stress)
-            xp = np
-            if device != "cpu":
-                import cupy as xp  # noqa: F811
-            to_np = (lambda a: None if a is None else (a.get() if hasattr(a, "get") else np.asarray(a)))
-            outputs = [[to_np(v) for v in self.predict_from_descriptors(desc, len(species), forces, xp, stress,
-                                                                        theta)]
+            outputs = [self.predict_from_descriptors(desc, len(species), forces, np, stress, theta)
                        for theta in self.members]
         # committee mean of every quantity; a single potential is a committee of one
         energy, f, atomic, *strain = [None if parts[0] is None else np.mean(parts, axis=0)
@@ -271,7 +266,7 @@ class Potential:
                        stress=strain[0] / abs(np.linalg.det(cell)) if stress else None,
                        extrapolation_count=count, extrapolation_max_excess=excess)
         if self.n_members > 1:
-            p.energy_spread = float(np.std([o[0] for o in outputs]) / len(species))
+            p.energy_spread = float(np.std([o[0] for o in outputs]) / max(len(species), 1))
             if forces:
                 p.forces_spread = np.std([o[1] for o in outputs], axis=0)
         return p

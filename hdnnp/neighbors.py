@@ -57,6 +57,35 @@ def plane_spacings(cell) -> np.ndarray:
     return volume / np.linalg.norm(cross, axis=1)
 
 
+def periodic_geometry(positions, cell, pbc, cutoff: float):
+    """Checked geometry of a frame periodic in some direction: fractional coordinates
+    (n, 3), the integer offsets (n, 3) that wrap them into [0, 1) along the periodic directions
+    (0 along the others), and the reach
+    Rc / d_k per direction (0 where not periodic), d_k the lattice plane spacings. A singular
+    cell, a cell far too small for the cutoff, or atoms absurdly far outside the cell raise
+    :class:`HdnnpError`. None for a frame without atoms."""
+    pbc = np.broadcast_to(np.asarray(pbc, bool), (3,))
+    cell = np.asarray(cell, float).reshape(3, 3)
+    if len(positions) == 0:
+        return None
+    if abs(np.linalg.det(cell)) < 1e-12:
+        raise HdnnpError("periodic frame with a singular (zero-volume) cell")
+    # fractional coordinates; along non-periodic directions atoms are neither wrapped
+    # nor imaged (the lattice vector there only needs to be non-degenerate)
+    frac = np.linalg.solve(cell.T, np.asarray(positions, float).T).T
+    spacing = plane_spacings(cell)
+    reach = np.where(pbc, cutoff / spacing, 0.0)  # fractional skin width per direction
+    n_cells = int(np.prod(2 * np.ceil(reach) + 1))
+    if n_cells * len(positions) > MAX_IMAGE_ATOMS:
+        raise HdnnpError(f"the cell (plane spacings {', '.join(f'{d:.3g}' for d in spacing)} Å) is far too "
+                         f"small for the cutoff {cutoff:g} Å: {n_cells} periodic images of {len(positions)} atoms; "
+                         "are the lengths in the wrong unit?")
+    away = np.abs(np.where(pbc, frac, 0.0)).max()
+    if away > MAX_CELLS_AWAY:
+        raise HdnnpError(f"an atom lies {away:.3g} cell lengths outside the cell: broken coordinates")
+    return frac, np.where(pbc, -np.floor(frac), 0.0).astype(np.int64), reach
+
+
 def neighbor_list(positions, cell, pbc, cutoff: float) -> NeighborList:
     """All pairs (i, image of j) with 0 < |r_j + n·cell − r_i| <= ``cutoff``.
 
@@ -74,24 +103,9 @@ def neighbor_list(positions, cell, pbc, cutoff: float) -> NeighborList:
         return empty
 
     if pbc.any():
-        if abs(np.linalg.det(cell)) < 1e-12:
-            raise HdnnpError("periodic frame with a singular (zero-volume) cell")
-        # fractional coordinates; along non-periodic directions atoms are neither wrapped
-        # nor imaged (the lattice vector there only needs to be non-degenerate)
-        frac = np.linalg.solve(cell.T, positions.T).T
-        offset = np.where(pbc, -np.floor(frac), 0.0).astype(np.int64)  # wraps into [0, 1)
+        frac, offset, reach = periodic_geometry(positions, cell, pbc, cutoff)
         frac_wrapped = frac + offset
-        spacing = plane_spacings(cell)
-        reach = np.where(pbc, cutoff / spacing, 0.0)  # fractional skin width per direction
         n_images = np.ceil(reach).astype(np.int64)
-        n_cells = int(np.prod(2 * n_images + 1))
-        if n_cells * n_atoms > MAX_IMAGE_ATOMS:
-            raise HdnnpError(f"the cell (plane spacings {', '.join(f'{d:.3g}' for d in spacing)} Å) is far too "
-                             f"small for the cutoff {cutoff:g} Å: {n_cells} periodic images of {n_atoms} atoms; "
-                             "are the lengths in the wrong unit?")
-        away = np.abs(np.where(pbc, frac, 0.0)).max()
-        if away > MAX_CELLS_AWAY:
-            raise HdnnpError(f"an atom lies {away:.3g} cell lengths outside the cell: broken coordinates")
         ranges = [np.arange(-n, n + 1) for n in n_images]
         shifts = np.stack(np.meshgrid(*ranges, indexing="ij"), axis=-1).reshape(-1, 3)
         # images of every atom whose fractional coordinates lie within the skin of the cell

@@ -73,15 +73,61 @@ def _extrapolation_per_frame(data, feature_set) -> np.ndarray:
 
 def _predict_block(potential, data, result: _SetResult, forces: bool, atomic: bool, xp, temperature, step,
                    where: str = "", first_frame: int = 0, frames=None):
-    """Predictions of a block of frames: the committee's mean (a single potential is a committee
-    of one) and, for a committee, the population standard deviations over its members. With a
-    repulsive baseline its energies and forces (of ``frames``) are added to the means."""
+    """Predictions of a block of frames from their descriptors (``data``), the networks in ``xp``."""
     if xp is not np:
         data = data.to(xp)
     evs = [evaluate(potential.architecture, xp.asarray(theta), data, 0.0, gradient=False, forces=forces)
            for theta in potential.members]
-    mean = {name: np.mean([_np(getattr(ev, name)) for ev in evs], axis=0)
-            for name in ("energy_pred",) + (("forces_pred",) if forces else ()) + (("atomic_energy",) if atomic else ())}
+    members = {"energy_pred": [_np(ev.energy_pred) for ev in evs]}
+    if forces:
+        members["forces_pred"] = [_np(ev.forces_pred) for ev in evs]
+    if atomic:
+        members["atomic_energy"] = [_np(ev.atomic_energy) for ev in evs]
+    _record(potential, members, result, forces, atomic, temperature, step, where, first_frame, frames,
+            energy=_np(data.energy), n_atoms=_np(data.n_atoms), atom_offset=_np(data.atom_offset),
+            extrapolation=_extrapolation_per_frame(data, potential.feature_set),
+            forces_reference=_np(data.forces) if forces and data.forces is not None else None)
+
+
+def _predict_frames_adjoint(potential, frames, result: _SetResult, atomic: bool, stress: bool, device: str,
+                            precision: str, temperature, step, where: str, first_frame: int):
+    """Energies and forces of a block of frames by the GPU's adjoint pass
+    (:func:`hdnnp.descriptors.compute.adjoint_evaluation_batch`): descriptors, networks and the
+    force contraction on the device, many frames per launch; ∂G/∂r is never formed or copied."""
+    from hdnnp.descriptors.compute import adjoint_evaluation_batch
+    from hdnnp.model import extrapolation_of
+
+    out = adjoint_evaluation_batch([(f.positions, f.cell, f.pbc, f.species) for f in frames], potential.feature_set,
+                                   potential._member_networks, False, device, precision)
+    n_atoms = np.array([len(f.species) for f in frames])
+    members = {"energy_pred": [np.array([o[1][m].sum() for o in out]) for m in range(potential.n_members)],
+               "forces_pred": [np.concatenate([o[2][m] for o in out]) for m in range(potential.n_members)]}
+    if atomic:
+        members["atomic_energy"] = [np.concatenate([o[1][m] for o in out]) for m in range(potential.n_members)]
+    ref = [f.forces for f in frames]
+    _record(potential, members, result, True, atomic, temperature, step, where, first_frame, frames,
+            energy=np.array([f.energy for f in frames]), n_atoms=n_atoms,
+            atom_offset=np.concatenate([[0], np.cumsum(n_atoms)]),
+            extrapolation=np.array([extrapolation_of(o[0], potential.feature_set)[0] for o in out], np.int64),
+            forces_reference=np.concatenate(ref) if all(r is not None for r in ref) else None)
+    if stress:
+        volume = np.array([abs(np.linalg.det(f.cell)) for f in frames])
+        strain = np.mean([np.stack([o[3][m] for o in out]) for m in range(potential.n_members)], axis=0)
+        if potential.baseline is not None:
+            strain = strain + np.stack([potential.baseline.evaluate(f.positions, f.cell, f.pbc, f.species, False, True)[3]
+                                        if np.all(f.pbc) else np.zeros((3, 3)) for f in frames])
+        periodic = np.array([bool(np.all(f.pbc)) for f in frames])
+        result.add(stress_predicted=np.where(periodic[:, None, None], strain / volume[:, None, None], np.nan),
+                   stress_reference=stresses_of(frames))
+
+
+def _record(potential, members: dict, result: _SetResult, forces: bool, atomic: bool, temperature, step,
+            where: str, first_frame: int, frames, energy, n_atoms, atom_offset, extrapolation, forces_reference):
+    """Adds a block's predictions: the committee's mean (a single potential is a committee of
+    one) and, for a committee, the population standard deviations over its members.
+    ``members``: per quantity (energy_pred, forces_pred, atomic_energy) a list over members.
+    With a repulsive baseline its energies and forces (of ``frames``) are added to the means."""
+    mean = {name: np.mean(values, axis=0) for name, values in members.items()}
     if potential.baseline is not None:
         base = [potential.baseline.evaluate(f.positions, f.cell, f.pbc, f.species, forces=forces) for f in frames]
         mean["energy_pred"] = mean["energy_pred"] + np.array([b[0] for b in base])
@@ -94,20 +140,18 @@ def _predict_block(potential, data, result: _SetResult, forces: bool, atomic: bo
         values = mean[name]
         if not np.all(np.isfinite(values)):
             bad = np.flatnonzero(~np.isfinite(values.reshape(len(values), -1)).all(axis=1))[0]
-            frame = bad if name == "energy_pred" else int(np.searchsorted(data.atom_offset, bad, side="right")) - 1
+            frame = bad if name == "energy_pred" else int(np.searchsorted(atom_offset, bad, side="right")) - 1
             raise HdnnpError(f"{where}: the model predicts a non-finite "
                              f"{'energy' if name == 'energy_pred' else 'force'} for frame {first_frame + frame} "
                              "(an overflowing network or an absurd structure); nothing was written")
-    result.add(energy_reference=_np(data.energy), energy_predicted=mean["energy_pred"], n_atoms=data.n_atoms,
-               temperature=temperature, step=step, extrapolation=_extrapolation_per_frame(data, potential.feature_set),
+    result.add(energy_reference=energy, energy_predicted=mean["energy_pred"], n_atoms=n_atoms,
+               temperature=temperature, step=step, extrapolation=extrapolation,
                forces_predicted=mean["forces_pred"] if forces else None,
-               forces_reference=(_np(data.forces) if data.forces is not None
-                                 else np.full((data.n_atoms_total, 3), np.nan)) if forces else None,
+               forces_reference=(forces_reference if forces_reference is not None
+                                 else np.full((int(atom_offset[-1]), 3), np.nan)) if forces else None,
                atomic_energies=mean["atomic_energy"] if atomic else None,
-               energy_spread=(np.std([_np(ev.energy_pred) for ev in evs], axis=0) / data.n_atoms
-                              if committee else None),
-               forces_spread=(np.std([_np(ev.forces_pred) for ev in evs], axis=0)
-                              if committee and forces else None))
+               energy_spread=np.std(members["energy_pred"], axis=0) / n_atoms if committee else None,
+               forces_spread=np.std(members["forces_pred"], axis=0) if committee and forces else None)
 
 
 def _stresses(potential, frames, device: str) -> np.ndarray:
@@ -125,10 +169,15 @@ def _predict_chunk(item, potential, forces: bool, atomic: bool, stress: bool, de
     """The predictions of one block of frames, as lists of arrays per output (the unit of work
     :func:`hdnnp.parallel.ordered_map` runs here or on a Dask worker). ``item``: (first frame,
     frames or None, stored descriptors or None, temperatures, steps, group indices)."""
-    from hdnnp.kernels import get_backend
+    from hdnnp.kernels import get_backend, resolve_device
 
     f0, frames, data, temperature, step, group = item
     res = _SetResult()
+    if data is None and forces and resolve_device(device) == "gpu":
+        _predict_frames_adjoint(potential, frames, res, atomic, stress, device, "float64", temperature, step, where,
+                                f0)
+        res.add(group=group)
+        return res.parts
     if data is None:
         data = _frames_to_data(potential, frames, forces, device)
     _predict_block(potential, data, res, forces, atomic, get_backend(device), temperature, step, where, f0, frames)
@@ -154,10 +203,10 @@ def _set_items(group, potential, chunk_frames: int, forces: bool, frames: bool, 
 
 
 def _frames_to_data(potential, frames, forces: bool, device: str):
-    from hdnnp.descriptors import compute_descriptors
+    from hdnnp.descriptors.compute import compute_descriptors_batch
 
-    desc = [compute_descriptors(f.positions, f.cell, f.pbc, f.species, potential.feature_set,
-                                derivatives=forces, device=device) for f in frames]
+    desc = compute_descriptors_batch([(f.positions, f.cell, f.pbc, f.species) for f in frames],
+                                     potential.feature_set, derivatives=forces, device=device)
     desc = [{z: _to_numpy_desc(d) for z, d in ds.items()} for ds in desc]
     ref_forces = None
     if forces and all(f.forces is not None for f in frames):

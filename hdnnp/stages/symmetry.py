@@ -23,7 +23,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from hdnnp.descriptors import ElementDescriptors, FeatureSet, compute_descriptors, compute_raw
+from hdnnp.descriptors import ElementDescriptors, FeatureSet, compute_raw
+from hdnnp.descriptors.compute import compute_descriptors_batch, compute_raw_batch
 from hdnnp.descriptors.check import descriptor_check
 from hdnnp.descriptors.features import DEFAULT_CUTOFF_ANGSTROM, DEFAULT_N_FEATURES
 from hdnnp.descriptors.grids import AUTO_PROBE_ANGSTROM, AUTO_RADIAL_POINTS, AUTO_ZETAS, auto_grid, grid_from_file
@@ -84,10 +85,16 @@ def _raw_of(frame, fs, device, where: str):
 
 def _raw_of_chunk(item, fs, device, where: str):
     """Pass 1 for one ``(first, FrameChunk)``: raw values of its frames, concatenated (the unit
-    of work :func:`hdnnp.parallel.ordered_map` runs here or on a Dask worker)."""
+    of work :func:`hdnnp.parallel.ordered_map` runs here or on a Dask worker); on a GPU in
+    launches of many frames. An error is named with its frame (found by going frame by frame)."""
     first, chunk = item
-    return np.concatenate([_raw_of(chunk.frame(k), fs, device, f"{where}, frame {first + k})")
-                           for k in range(len(chunk))])
+    frames = [chunk.frame(k) for k in range(len(chunk))]
+    try:
+        return np.concatenate(compute_raw_batch([(f.positions, f.cell, f.pbc, f.species) for f in frames], fs,
+                                                device=device))
+    except HdnnpError:
+        pass
+    return np.concatenate([_raw_of(f, fs, device, f"{where}, frame {first + k})") for k, f in enumerate(frames)])
 
 
 def _descriptors_of_chunk(item, fs, device, with_deriv: bool, with_virial: bool):
@@ -95,21 +102,26 @@ def _descriptors_of_chunk(item, fs, device, with_deriv: bool, with_virial: bool)
     (``dict[Z, ElementDescriptors]``) and whether it is periodic; without derivatives they are
     the selected, scaled columns of the stored raw values."""
     _, chunk, raw_chunk = item
+    frames = [chunk.frame(k) for k in range(len(chunk))]
+    periodic = [bool(np.all(f.pbc)) for f in frames]
+    if with_deriv:  # runs of frames that need the same outputs, on a GPU in launches of many frames
+        out, k0 = [], 0
+        for k1 in range(1, len(frames) + 1):
+            if k1 == len(frames) or periodic[k1] != periodic[k0]:
+                run = [(f.positions, f.cell, f.pbc, f.species) for f in frames[k0:k1]]
+                out += zip(compute_descriptors_batch(run, fs, derivatives=True, device=device,
+                                                     stress=with_virial and periodic[k0]), periodic[k0:k1])
+                k0 = k1
+        return out
     out = []
-    for k in range(len(chunk)):
-        frame = chunk.frame(k)
-        periodic = bool(np.all(frame.pbc))
-        if with_deriv:
-            desc = compute_descriptors(frame.positions, frame.cell, frame.pbc, frame.species, fs,
-                                       derivatives=True, device=device, stress=with_virial and periodic)
-        else:
-            desc = {}
-            a0 = int(chunk.atom_offset[k])
-            for z in fs.elements:
-                atoms = np.nonzero(frame.species == z)[0]
-                if len(atoms):
-                    desc[z] = ElementDescriptors(atoms, fs.scale(z, raw_chunk[a0 + atoms][:, fs.selected[z]]))
-        out.append((desc, periodic))
+    for k, frame in enumerate(frames):
+        desc = {}
+        a0 = int(chunk.atom_offset[k])
+        for z in fs.elements:
+            atoms = np.nonzero(frame.species == z)[0]
+            if len(atoms):
+                desc[z] = ElementDescriptors(atoms, fs.scale(z, raw_chunk[a0 + atoms][:, fs.selected[z]]))
+        out.append((desc, periodic[k]))
     return out
 
 

@@ -1,0 +1,385 @@
+"""Symmetry functions, derivatives and forces on a CUDA GPU, many frames per launch.
+
+The kernels are in ``symmetry.cu`` (its header has the launch geometry); this module builds
+the batch and calls them through a *launcher*: :class:`CudaLauncher` (CuPy on a GPU) or
+:class:`hdnnp.kernels.emulate.EmulatedLauncher` (the same source compiled as C++ and run on
+the CPU, NumPy arrays), so everything here is tested without a GPU.
+
+One batch (:class:`DeviceFrames`): the frames' atoms and neighbour entries concatenated, the
+neighbour list built on the device (:func:`device_frames`; periodic frames) or by
+:func:`hdnnp.neighbors.neighbor_list` on the CPU and copied (clusters). Then
+
+* :func:`raw_batch` — raw values, per-pair derivatives and strain derivatives per frame (the
+  training data: ``hdnnp symmetry``);
+* :func:`adjoint_batch` — values, then ∂E/∂G from the networks *on the device*, then forces and
+  the strain derivative by contraction (``sf_contract``): ∂G/∂r is never formed (prediction,
+  MD).
+
+``precision="float32"`` evaluates the symmetry functions in single precision (the neighbour
+list, the network and the force sums stay in double); ``scripts/bench_gpu.py`` measures its
+error against float64.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from hdnnp.errors import HdnnpError
+
+KERNEL_SOURCE = Path(__file__).with_name("symmetry.cu")
+KERNEL_NAMES = ("nl_build", "sf_entries", "sf_walk", "sf_virial", "sf_contract")
+#: precision name -> (C type of ``real`` in symmetry.cu, NumPy type)
+PRECISIONS = {"float64": ("double", np.float64), "float32": ("float", np.float32)}
+#: Bounds of one angular block in symmetry.cu (MAX_ANG, MAX_RAD).
+MAX_ANG = MAX_RAD = 16
+NL_THREADS = 64  # threads per block of nl_build (<= NL_MAX_THREADS); fixes the entry order
+WALK_THREADS = 64  # threads per block of sf_walk at most (fewer when the partial sums need it)
+CONTRACT_THREADS = 64
+ENTRY_THREADS = 256
+SHARED_BYTES = 48 * 1024  # dynamic shared memory available without opting in
+#: Atoms per launch: prediction (values and contraction), and with derivatives (the per-entry
+#: derivatives take n_entries x n_cols x 3 reals, ~80 kB per atom with the seed's columns).
+BATCH_ATOMS = 1 << 16
+BATCH_ATOMS_DERIVATIVES = 1 << 13
+
+
+class CudaLauncher:
+    """Compiles ``symmetry.cu`` with CuPy (NVRTC) for one precision and launches its kernels."""
+
+    def __init__(self, precision: str = "float64"):
+        from hdnnp.kernels import gpu_status
+
+        status = gpu_status()
+        if status:
+            raise HdnnpError(f"GPU symmetry functions unavailable: {status}")
+        import cupy
+        import cupyx
+
+        self.xp = cupy
+        self._scatter = cupyx.scatter_add
+        self.precision = precision
+        self.dtype = np.dtype(PRECISIONS[precision][1])
+        self._module = cupy.RawModule(code=KERNEL_SOURCE.read_text(),
+                                      options=("--std=c++14", f"-DREAL={PRECISIONS[precision][0]}"))
+
+    def __call__(self, name: str, grid: int, block: int, args, shared_mem: int = 0):
+        if grid == 0:
+            return
+        self._module.get_function(name)((int(grid),), (int(block),), tuple(args), shared_mem=int(shared_mem))
+
+    def scatter_add(self, out, index, values):
+        self._scatter(out, index, values)
+
+    def to_host(self, a):
+        return self.xp.asnumpy(a)
+
+
+@functools.lru_cache(maxsize=None)
+def cuda_launcher(precision: str = "float64") -> CudaLauncher:
+    if precision not in PRECISIONS:
+        raise HdnnpError(f"unknown GPU precision '{precision}', choose one of {', '.join(PRECISIONS)}")
+    return CudaLauncher(precision)
+
+
+def supports(plan) -> str:
+    """Empty string when the kernels can evaluate ``plan``, else why not."""
+    from hdnnp.descriptors.fast import _flat
+
+    flat = _flat(plan)
+    if flat.max_ang > MAX_ANG or flat.max_rad > MAX_RAD:
+        return (f"an angular block with {flat.max_ang} (zeta, lambda) and {flat.max_rad} (eta, Rs) pairs; "
+                f"the GPU kernel takes at most {MAX_ANG} and {MAX_RAD}")
+    return ""
+
+
+class DeviceTables:
+    """A plan's :class:`~hdnnp.descriptors.fast.FlatPlan` on the device, in ``TABLE_ARGS`` order."""
+
+    def __init__(self, plan, launcher):
+        from hdnnp.descriptors.fast import _flat
+        from hdnnp.descriptors.symmetry_functions import _TANH_PRE
+
+        f = _flat(plan)
+        xp, real = launcher.xp, launcher.dtype.type
+
+        def ints(*cols):
+            return xp.asarray(np.ascontiguousarray(np.column_stack(cols) if len(cols) > 1 else cols[0], np.int32))
+
+        def reals(*cols):
+            return xp.asarray(np.ascontiguousarray(np.column_stack(cols) if len(cols) > 1 else cols[0],
+                                                   launcher.dtype))
+
+        self.n_cols = f.n_cols
+        self.out_pos = f.out_pos
+        self.args = (
+            reals(f.rcs), np.int32(len(f.rcs)), np.int32(f.cutoff_type), real(f.cutoff_alpha), real(_TANH_PRE),
+            np.int32(len(f.g2_el)), ints(f.g2_el, f.g2_rck), reals(f.g2_eta, f.g2_rs),
+            ints(f.blk_kind, f.blk_rck, f.blk_ranges), ints(f.pair_blocks), ints(f.pair_index),
+            np.int32(f.pair_index.shape[0]), reals(f.ang_lambda, f.ang_norm, f.ang_zeta), ints(f.ang_int),
+            np.int32(len(f.rad_eta)), reals(f.rad_eta, f.rad_rs), np.int32(f.n_cols),
+            ints(f.col_ang, f.col_rad, f.out_pos), real(f.jk_limit))
+        self.width = 2 * len(f.rcs) + len(f.rad_eta)  # row of the per-entry table (sf_entries)
+
+
+def _tables(plan, launcher) -> DeviceTables:
+    """The plan's device tables, made once per (plan, launcher)."""
+    cache = plan.__dict__.setdefault("_device_tables", {})
+    key = id(launcher)
+    if key not in cache:
+        cache[key] = DeviceTables(plan, launcher)
+    return cache[key]
+
+
+@dataclass
+class DeviceFrames:
+    """A batch of frames on the device: atoms and neighbour entries concatenated.
+
+    Host: ``atom_first`` (n_frames + 1) first atom of each frame, ``entry_first`` (n_frames + 1)
+    first entry, ``start`` (n_atoms + 1) first entry of each atom (global), ``j_host`` neighbour
+    atom of each entry (global). Device: ``start_d``, ``i``, ``j`` (int64), ``vec`` (n_ent, 3) Å
+    and ``dist`` (n_ent,) Å in the launcher's precision, ``el_j`` (int32) element index of j.
+    """
+
+    atom_first: np.ndarray
+    entry_first: np.ndarray
+    start: np.ndarray
+    j_host: np.ndarray
+    start_d: object
+    i: object
+    j: object
+    vec: object
+    dist: object
+    el_j: object
+
+    @property
+    def n_atoms(self) -> int:
+        return int(self.atom_first[-1])
+
+    @property
+    def n_entries(self) -> int:
+        return int(self.entry_first[-1])
+
+
+def device_frames(launcher, frames, cutoff: float, element_index) -> DeviceFrames:
+    """The neighbour lists of ``frames`` ((positions, cell, pbc, species) each) on the device.
+
+    Frames periodic in some direction get theirs from ``nl_build`` (every lattice shift within
+    reach of each atom pair, checked like :func:`hdnnp.neighbors.neighbor_list`); clusters from
+    the CPU. ``element_index(species)`` maps atomic numbers to the plan's element indices.
+    """
+    from hdnnp.neighbors import neighbor_list, periodic_geometry
+
+    xp = launcher.xp
+    n_per = np.array([len(f[0]) for f in frames], np.int64)
+    atom_first = np.concatenate([[0], np.cumsum(n_per)]).astype(np.int64)
+    n_atoms = int(atom_first[-1])
+    el = np.concatenate([element_index(np.asarray(f[3], np.int64)) for f in frames] or [np.zeros(0, np.int64)])
+    periodic = [bool(np.any(f[2])) for f in frames]
+    counts = np.zeros(n_atoms, np.int64)
+    cpu_parts = {}
+    frac = np.zeros((n_atoms, 3))
+    cells = np.zeros((len(frames), 9))
+    reach = np.full((len(frames), 3), -1.0)
+    for k, (positions, cell, pbc, _) in enumerate(frames):
+        a0, a1 = atom_first[k], atom_first[k + 1]
+        if not periodic[k]:
+            nl = neighbor_list(positions, cell, pbc, cutoff)
+            cpu_parts[k] = nl
+            counts[a0:a1] = np.diff(nl.start)
+            continue
+        pbc = np.broadcast_to(np.asarray(pbc, bool), (3,))
+        geometry = periodic_geometry(np.asarray(positions, float), cell, pbc, cutoff)
+        if geometry is None:  # no atoms
+            continue
+        frac_k, offset_k, reach_k = geometry
+        frac[a0:a1] = frac_k + offset_k
+        cells[k] = np.asarray(cell, float).reshape(9)
+        reach[k] = np.where(pbc, reach_k, -1.0)
+    frame_of = np.repeat(np.arange(len(frames), dtype=np.int32), n_per)
+    gpu_rows = np.repeat(np.array(periodic), n_per)
+    args = (xp.asarray(frame_of), xp.asarray(atom_first), xp.asarray(frac), xp.asarray(cells),
+            xp.asarray(reach), np.float64(cutoff))
+    count_d = xp.zeros(n_atoms, np.int64)
+    dummy_i, dummy_f = xp.zeros(1, np.int64), xp.zeros(1, np.float64)
+    if any(periodic):
+        launcher("nl_build", n_atoms, NL_THREADS,
+                 (np.int32(0), np.int64(n_atoms), *args, count_d, dummy_i, dummy_i, dummy_f, dummy_f))
+        counts = np.where(gpu_rows, launcher.to_host(count_d), counts)
+    start = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    n_ent = int(start[-1])
+    start_d = xp.asarray(start)
+    j = xp.zeros(max(n_ent, 1), np.int64)
+    vec = xp.zeros((max(n_ent, 1), 3))
+    dist = xp.ones(max(n_ent, 1))
+    if any(periodic):  # cluster atoms have their own rows skipped: the kernel's count there is theirs
+        launcher("nl_build", n_atoms, NL_THREADS,
+                 (np.int32(1), np.int64(n_atoms), *args, count_d, start_d, j, vec, dist))
+    for k, nl in cpu_parts.items():
+        e0, e1 = start[atom_first[k]], start[atom_first[k + 1]]
+        j[e0:e1] = xp.asarray(nl.j + atom_first[k])
+        vec[e0:e1] = xp.asarray(nl.vector)
+        dist[e0:e1] = xp.asarray(nl.distance)
+    j, vec, dist = j[:n_ent], vec[:n_ent], dist[:n_ent]
+    i = xp.searchsorted(start_d[1:], xp.arange(n_ent), side="right")
+    el_d = xp.asarray(el.astype(np.int32))
+    return DeviceFrames(atom_first=atom_first, entry_first=start[atom_first], start=start,
+                        j_host=launcher.to_host(j), start_d=start_d, i=i, j=j,
+                        vec=xp.ascontiguousarray(vec.astype(launcher.dtype)),
+                        dist=xp.ascontiguousarray(dist.astype(launcher.dtype)), el_j=el_d[j] if n_ent else el_d[:0])
+
+
+def _entry_table(launcher, fd: DeviceFrames, tables: DeviceTables):
+    etab = launcher.xp.zeros((max(fd.n_entries, 1), tables.width), launcher.dtype)
+    launcher("sf_entries", -(-fd.n_entries // ENTRY_THREADS), ENTRY_THREADS,
+             (np.int64(fd.n_entries), fd.dist, *tables.args, etab))
+    return etab
+
+
+def walk_threads(n_cols: int, itemsize: int) -> int:
+    """Threads per block of sf_walk: a power of two <= WALK_THREADS whose partial sums
+    (threads x n_cols reals) fit in SHARED_BYTES."""
+    threads = WALK_THREADS
+    while threads > 1 and threads * max(n_cols, 1) * itemsize > SHARED_BYTES:
+        threads //= 2
+    return threads
+
+
+def walk(launcher, fd: DeviceFrames, tables: DeviceTables, derivatives: bool = False, scale=None):
+    """Raw values (n_atoms, n_cols) and, with ``derivatives``, the per-entry derivatives
+    (n_ent, n_cols, 3) = ∂G_ic/∂R_p times ``scale`` (caller's column order), on the device."""
+    xp, dtype = launcher.xp, launcher.dtype
+    n_cols = tables.n_cols
+    if n_cols * fd.n_atoms == 0:
+        return xp.zeros((fd.n_atoms, n_cols), dtype), (xp.zeros((fd.n_entries, n_cols, 3), dtype)
+                                                       if derivatives else None)
+    etab = _entry_table(launcher, fd, tables)
+    scale = np.ones(n_cols) if scale is None else np.asarray(scale, float)
+    scale_d = xp.asarray(np.ascontiguousarray(scale[tables.out_pos], dtype))
+    values = xp.zeros((fd.n_atoms, n_cols), dtype)
+    dentry = xp.zeros((max(fd.n_entries, 1) if derivatives else 1, n_cols, 3), dtype)
+    threads = walk_threads(n_cols, dtype.itemsize)
+    launcher("sf_walk", fd.n_atoms, threads,
+             (np.int64(fd.n_atoms), fd.start_d, fd.el_j, fd.vec, fd.dist, etab, *tables.args, scale_d,
+              np.int32(bool(derivatives)), values, dentry), shared_mem=threads * n_cols * dtype.itemsize)
+    return values, (dentry[:fd.n_entries] if derivatives else None)
+
+
+def entry_virials(launcher, fd: DeviceFrames, dentry):
+    """W (n_atoms, n_cols, 3, 3) = Σ_p R_p ⊗ dentry[p] per atom (``sf_virial``)."""
+    n_cols = dentry.shape[1]
+    virial = launcher.xp.zeros((fd.n_atoms, n_cols, 3, 3), launcher.dtype)
+    launcher("sf_virial", fd.n_atoms if n_cols else 0, min(64, max(n_cols, 1)),
+             (np.int64(fd.n_atoms), fd.start_d, fd.vec, np.int32(n_cols), launcher.xp.ascontiguousarray(dentry),
+              virial))
+    return virial
+
+
+def contract(launcher, fd: DeviceFrames, tables: DeviceTables, weights, etab=None):
+    """dE/dR_p (n_ent, 3), float64, for w = ∂E/∂G (n_atoms, n_cols, caller's order)."""
+    xp = launcher.xp
+    dedr = xp.zeros((max(fd.n_entries, 1), 3), launcher.dtype)
+    if tables.n_cols and fd.n_entries:
+        etab = _entry_table(launcher, fd, tables) if etab is None else etab
+        launcher("sf_contract", fd.n_atoms, CONTRACT_THREADS,
+                 (np.int64(fd.n_atoms), fd.start_d, fd.el_j, fd.vec, fd.dist, etab, *tables.args,
+                  xp.ascontiguousarray(weights.astype(launcher.dtype)), dedr))
+    return dedr[:fd.n_entries].astype(np.float64)
+
+
+def forces_and_strain(launcher, fd: DeviceFrames, dedr):
+    """Forces (n_atoms, 3) eV/Å and strain derivatives ∂E/∂ε (n_frames, 3, 3) eV from dE/dR_p.
+
+    R_p = r_j − r_i + T_p, so F_k = −∂E/∂r_k = Σ_{p: i_p = k} dE/dR_p − Σ_{p: j_p = k} dE/dR_p, and
+    ∂E/∂ε_ab = Σ_p R_p,a dE/dR_p,b over the frame's entries (as :func:`~hdnnp.descriptors.fast.adjoint_pass`).
+    """
+    xp = launcher.xp
+    forces = xp.zeros((fd.n_atoms, 3))
+    strain = xp.zeros((len(fd.atom_first) - 1, 9))
+    if fd.n_entries:
+        launcher.scatter_add(forces, fd.i, dedr)
+        launcher.scatter_add(forces, fd.j, -dedr)
+        frame_of_entry = xp.asarray(np.repeat(np.arange(len(fd.entry_first) - 1), np.diff(fd.entry_first)))
+        outer = (fd.vec.astype(np.float64)[:, :, None] * dedr[:, None, :]).reshape(-1, 9)
+        launcher.scatter_add(strain, frame_of_entry, outer)
+    return forces, strain.reshape(-1, 3, 3)
+
+
+def _batches(frames, limit: int):
+    """Consecutive ranges of ``frames`` with at most ``limit`` atoms each (at least one frame)."""
+    k0, atoms = 0, 0
+    for k, f in enumerate(frames):
+        n = len(f[0])
+        if k > k0 and atoms + n > limit:
+            yield k0, k
+            k0, atoms = k, 0
+        atoms += n
+    if k0 < len(frames):
+        yield k0, len(frames)
+
+
+def raw_batch(frames, plan, derivatives: bool = False, virial: bool = False, deriv_scale=None, launcher=None):
+    """Per frame ``(values, (pair_i, pair_j, dvalues) or None, W or None)`` as NumPy (float64),
+    the same as :func:`hdnnp.descriptors.fast.symmetry_functions` gives one frame, computed on
+    the device for all ``frames`` in launches of at most :data:`BATCH_ATOMS` atoms
+    (:data:`BATCH_ATOMS_DERIVATIVES` with derivatives)."""
+    from hdnnp.descriptors.fast import _pairs
+
+    launcher = launcher or cuda_launcher()
+    tables = _tables(plan, launcher)
+    derivatives = derivatives or virial
+    out = []
+    for k0, k1 in _batches(frames, BATCH_ATOMS_DERIVATIVES if derivatives else BATCH_ATOMS):
+        fd = device_frames(launcher, frames[k0:k1], plan.cutoff, plan.species_index)
+        values, dentry = walk(launcher, fd, tables, derivatives, deriv_scale)
+        values = launcher.to_host(values).astype(np.float64)
+        if derivatives:
+            xp = launcher.xp
+            pair_i, pair_j, entry_pair, self_pair = _pairs(fd.start, fd.j_host)
+            dpair = xp.zeros((len(pair_i), tables.n_cols, 3), launcher.dtype)
+            launcher.scatter_add(dpair, xp.asarray(entry_pair), dentry)
+            launcher.scatter_add(dpair, xp.asarray(self_pair)[fd.i], -dentry)
+            dpair = launcher.to_host(dpair).astype(np.float64)
+            w = launcher.to_host(entry_virials(launcher, fd, dentry)).astype(np.float64) if virial else None
+            pair_first = np.searchsorted(pair_i, fd.atom_first)
+        for f in range(k1 - k0):
+            a0, a1 = fd.atom_first[f], fd.atom_first[f + 1]
+            pairs = wf = None
+            if derivatives:
+                p0, p1 = pair_first[f], pair_first[f + 1]
+                pairs = (pair_i[p0:p1] - a0, pair_j[p0:p1] - a0, dpair[p0:p1])
+                wf = w[a0:a1] if virial else None
+            out.append((values[a0:a1], pairs, wf))
+    return out
+
+
+def adjoint_batch(frames, plan, weights_of, launcher=None):
+    """Values, then forces and strain derivatives by contraction, for all ``frames``.
+
+    ``weights_of(a0, a1, values)`` receives the raw values (a1 − a0, n_cols) of atoms a0..a1-1
+    (counted over all ``frames``) *on the device* and returns w = ∂E/∂G (n_members, a1 − a0,
+    n_cols) on the device, eV per unit of G (as for the CPU pass). Returns per frame ``(values, forces (n_members, n, 3), strain
+    (n_members, 3, 3))`` as NumPy float64 — the same as :func:`hdnnp.descriptors.fast.adjoint_pass`.
+    """
+    launcher = launcher or cuda_launcher()
+    tables = _tables(plan, launcher)
+    out = []
+    first = np.concatenate([[0], np.cumsum([len(f[0]) for f in frames])])
+    for k0, k1 in _batches(frames, BATCH_ATOMS):
+        fd = device_frames(launcher, frames[k0:k1], plan.cutoff, plan.species_index)
+        values, _ = walk(launcher, fd, tables)
+        etab = _entry_table(launcher, fd, tables) if fd.n_entries else None
+        weights = weights_of(first[k0], first[k1], values)
+        if weights is None:  # no atoms: one member's worth of zero forces
+            weights = launcher.xp.zeros((1, fd.n_atoms, tables.n_cols))
+        members = [forces_and_strain(launcher, fd, contract(launcher, fd, tables, w, etab)) for w in weights]
+        forces = np.stack([launcher.to_host(f) for f, _ in members])
+        strain = np.stack([launcher.to_host(s) for _, s in members])
+        values = launcher.to_host(values).astype(np.float64)
+        for f in range(k1 - k0):
+            a0, a1 = fd.atom_first[f], fd.atom_first[f + 1]
+            out.append((values[a0:a1], forces[:, a0:a1], strain[:, f]))
+    return out

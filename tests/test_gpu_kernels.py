@@ -1,0 +1,199 @@
+"""The GPU kernels (hdnnp/kernels/symmetry.cu through hdnnp/kernels/gpu.py) against the CPU path.
+
+Every test runs twice: on the CUDA source compiled as C++ and run on the CPU with real threads
+per block (``emulated``: :mod:`hdnnp.kernels.emulate`; needs a C++20 compiler), and on a GPU
+through CuPy (``cuda``; skipped without one). Both go through the public API with
+``device="gpu"``, glue included, and must equal the compiled CPU path to 1e-10 relative in
+float64: values, per-pair derivatives, strain derivatives, forces, stress, committee spread;
+every function kind and cutoff type, two elements, triclinic cells below 2·Rc, clusters,
+mixed periodicity, frames of different sizes in one launch, launches split by a small bound.
+"""
+
+import numpy as np
+import pytest
+
+from hdnnp.descriptors import FeatureSet, compute_raw
+from hdnnp.descriptors.compute import adjoint_evaluation_batch, compute_descriptors_batch
+from hdnnp.descriptors.symmetry_functions import CUTOFF_TYPES, ColumnPlan
+from hdnnp.errors import HdnnpError
+from hdnnp.kernels import emulate, gpu, gpu_available, resolve_device
+from hdnnp.neighbors import neighbor_list
+from test_fast_path import random_model
+from test_imported_features import CELL, CU, S, custom_set, frame
+
+
+@pytest.fixture(params=["emulated", pytest.param("cuda", marks=pytest.mark.gpu)])
+def launcher(request, monkeypatch):
+    """The launcher that ``device="gpu"`` uses in the test: the emulated kernels, or CuPy's."""
+    if request.param == "cuda":
+        pytest.importorskip("cupy")
+        if not gpu_available():
+            pytest.skip("CuPy sees no CUDA device")
+        return gpu.cuda_launcher
+    if emulate.compiler() is None:
+        pytest.skip("no C++ compiler to emulate the kernels")
+    monkeypatch.setattr("hdnnp.kernels.gpu_status", lambda: "")
+    monkeypatch.setattr(gpu, "cuda_launcher", lambda precision="float64": emulate.EmulatedLauncher(precision))
+    return gpu.cuda_launcher
+
+
+def close(a, b, rtol=1e-10):
+    a, b = np.asarray(a), np.asarray(b)
+    assert a.shape == b.shape
+    scale = max(np.abs(b).max(initial=0.0), 1e-300)
+    assert np.abs(a - b).max(initial=0.0) <= rtol * scale, np.abs(a - b).max() / scale
+
+
+def frames_of(seeds, pbc=True, cell=CELL, sizes=None):
+    out = []
+    for k, s in enumerate(seeds):
+        pos, z = frame(s, n=9 if sizes is None else sizes[k])
+        out.append((pos, cell, np.broadcast_to(np.asarray(pbc, bool), (3,)), z))
+    return out
+
+
+def raw_on(device, frames, fs, derivatives=True):
+    return [compute_raw(p, c, b, z, fs, derivatives, device=device) for p, c, b, z in frames]
+
+
+@pytest.mark.parametrize("cutoff_type,alpha", [(k, 0.0) for k in CUTOFF_TYPES] + [(1, 0.3), (6, 0.5), (4, 0.2)])
+def test_values_derivatives_and_strain_equal_the_cpu(launcher, cutoff_type, alpha):
+    """Imported-style sets: G2 with two radii, shifted and unshifted narrow and wide angular
+    functions, two elements; several frames of different sizes in one launch."""
+    fs = custom_set(cutoff_type, alpha)
+    frames = frames_of([cutoff_type, 7, 8], sizes=[9, 6, 11])
+    cols = np.arange(fs.n_candidates)
+    gpu_out = gpu.raw_batch(frames, ColumnPlan(fs, cols), derivatives=True, virial=True, launcher=launcher())
+    from hdnnp.descriptors.compute import _raw_entries
+
+    for f, (v, pairs, w) in zip(frames, gpu_out):
+        rv, rp, rw = _raw_entries(*f, fs, cols, True, "cpu", virial=True)
+        assert np.abs(rv).max() > 0 and np.abs(rp[2]).max() > 0
+        close(v, rv)
+        np.testing.assert_array_equal(pairs[0], rp[0])
+        np.testing.assert_array_equal(pairs[1], rp[1])
+        close(pairs[2], rp[2])
+        close(w, rw)
+
+
+@pytest.mark.parametrize("pbc", [True, False, [True, False, True]])
+def test_seed_grid_clusters_and_mixed_periodicity(launcher, pbc):
+    """hdnnp's own grid and a scattered subset; clusters take the CPU neighbour list, a lone
+    atom has no entries."""
+    fs = FeatureSet.default([CU, S], cutoff=5.0)
+    frames = frames_of([3, 4], pbc=pbc, sizes=[11, 7])
+    if pbc is False:
+        pos, cell, b, z = frames[0]
+        frames[0] = (np.vstack([pos, [40.0, 40.0, 40.0]]), cell, b, np.append(z, CU))
+    cols = np.random.default_rng(1).choice(fs.n_candidates, 37, replace=False)
+    for dev, ref in zip(raw_on("gpu", frames, fs), raw_on("cpu", frames, fs)):
+        for a, b in zip(dev, ref):
+            close(a, b)
+    dev = [compute_raw(p, c, b, z, fs, candidates=cols, device="gpu") for p, c, b, z in frames]
+    for d, f in zip(dev, frames):
+        close(d, compute_raw(*f, fs, candidates=cols))
+
+
+def test_neighbour_list_equals_the_cpu_list(launcher):
+    """nl_build finds the same entries (i, j, R_p) as the k-d tree list: a cell with every
+    plane spacing below 2·Rc (several images of one neighbour and of the atom itself), atoms
+    far outside the cell, and a slab periodic in two directions."""
+    cell = np.array([[3.1, 0.0, 0.0], [1.4, 2.9, 0.0], [-0.8, 0.6, 3.3]])
+    pos = np.random.default_rng(2).uniform(-2, 3, (5, 3)) @ cell
+    for pbc in ([True] * 3, [True, True, False]):
+        fd = gpu.device_frames(launcher(), [(pos, cell, pbc, np.full(5, CU))], 4.5, lambda z: np.zeros(len(z), int))
+        nl = neighbor_list(pos, cell, pbc, 4.5)
+        assert fd.n_entries == len(nl) > 5 * 5
+        np.testing.assert_array_equal(fd.start, nl.start)
+
+        def rows(i, j, v):
+            key = np.column_stack([i, j, np.round(v, 9)])
+            return key[np.lexsort(key.T[::-1])]
+
+        xp_to = launcher().to_host
+        close(rows(xp_to(fd.i), fd.j_host, xp_to(fd.vec)), rows(nl.i, nl.j, nl.vector), rtol=1e-12)
+
+
+def test_descriptors_stress_and_two_elements_in_batches(launcher, monkeypatch):
+    """compute_descriptors_batch: scaled descriptors with derivatives and strain derivatives,
+    two elements (columns reordered per element), and a launch bound that splits the batch."""
+    pot = random_model(np.random.default_rng(3))
+    frames = frames_of([1, 2, 5, 6], sizes=[9, 8, 9, 10])
+    monkeypatch.setattr(gpu, "BATCH_ATOMS_DERIVATIVES", 20)
+    got = compute_descriptors_batch(frames, pot.feature_set, derivatives=True, device="gpu", stress=True)
+    want = compute_descriptors_batch(frames, pot.feature_set, derivatives=True, device="cpu", stress=True)
+    for g, w in zip(got, want):
+        assert sorted(g) == sorted(w) == [S, CU]
+        for z in w:
+            for name in ("atom_index", "pair_row", "pair_atom"):
+                np.testing.assert_array_equal(getattr(g[z], name), getattr(w[z], name))
+            for name in ("values", "dvalues", "virial"):
+                close(getattr(g[z], name), getattr(w[z], name))
+
+
+@pytest.mark.parametrize("n_members", [1, 2])
+def test_forces_and_stress_by_contraction(launcher, monkeypatch, n_members):
+    """Potential.evaluate(device="gpu"): values, networks on the device, sf_contract, forces and
+    stress; a committee's spread; a box without atoms; the batch split over launches."""
+    pot = random_model(np.random.default_rng(5), n_members)
+    pos, z = frame(11, n=9)
+    p1 = pot.evaluate(pos, CELL, True, z, forces=True, stress=True, device="gpu")
+    p0 = pot.evaluate(pos, CELL, True, z, forces=True, stress=True, device="cpu")
+    assert abs(p1.energy - p0.energy) <= 1e-12 * abs(p0.energy)
+    close(p1.atomic_energies, p0.atomic_energies)
+    close(p1.forces, p0.forces)
+    close(p1.stress, p0.stress)
+    if n_members > 1:
+        close(p1.forces_spread, p0.forces_spread)
+    assert p1.extrapolation_count == p0.extrapolation_count > 0
+    assert p1.extrapolation_max_excess == pytest.approx(p0.extrapolation_max_excess, rel=1e-12)
+    empty = pot.evaluate(np.zeros((0, 3)), CELL, True, np.zeros(0, int), stress=True, device="gpu")
+    assert empty.energy == 0.0 and empty.forces.shape == (0, 3) and not empty.stress.any()
+
+    frames = frames_of([1, 2, 3], sizes=[9, 12, 7])
+    monkeypatch.setattr(gpu, "BATCH_ATOMS", 15)  # three launches
+    got = adjoint_evaluation_batch(frames, pot.feature_set, pot._member_networks, True, "gpu")
+    want = adjoint_evaluation_batch(frames, pot.feature_set, pot._member_networks, True, "cpu")
+    for (d1, a1, f1, s1), (d0, a0, f0, s0) in zip(got, want):
+        close(a1, a0)
+        close(f1, f0)
+        close(s1, s0)
+        for zz in d0:
+            close(d1[zz].values, d0[zz].values)
+
+
+def test_a_launch_gives_the_same_bits_every_time(launcher):
+    """No floating-point atomics in the kernels: repeated launches are bitwise equal."""
+    fs = FeatureSet.default([CU, S], cutoff=5.0)
+    frames = frames_of([9, 10], sizes=[10, 10])
+    plan = ColumnPlan(fs, np.arange(fs.n_candidates))
+    runs = [gpu.raw_batch(frames, plan, derivatives=True, virial=True, launcher=launcher()) for _ in range(2)]
+    for (v1, p1, w1), (v0, p0, w0) in zip(*runs):
+        np.testing.assert_array_equal(v1, v0)
+        np.testing.assert_array_equal(p1[2], p0[2])
+        np.testing.assert_array_equal(w1, w0)
+
+
+def test_float32_mode_is_single_precision_and_close(launcher):
+    """precision="float32": the symmetry functions in single precision. Its error against
+    float64 is of the size float32 rounding gives (measured in scripts/bench_gpu.py), not 0."""
+    pot = random_model(np.random.default_rng(7))
+    frames = frames_of([4, 5], sizes=[9, 9])
+    single = adjoint_evaluation_batch(frames, pot.feature_set, pot._member_networks, True, "gpu", "float32")
+    double = adjoint_evaluation_batch(frames, pot.feature_set, pot._member_networks, True, "gpu", "float64")
+    for (_, a1, f1, s1), (_, a0, f0, s0) in zip(single, double):
+        err = np.abs(f1 - f0).max() / np.abs(f0).max()
+        assert 1e-10 < err < 1e-4, err
+        assert 1e-12 < np.abs(a1 - a0).max() / np.abs(a0).max() < 1e-5
+        close(s1, s0, rtol=1e-4)
+
+
+def test_gpu_request_without_gpu_is_a_clear_error():
+    if gpu_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(HdnnpError, match="--device gpu"):
+        resolve_device("gpu")
+    assert resolve_device("auto") == "cpu"
+    fs = FeatureSet.default([CU])
+    with pytest.raises(HdnnpError):
+        compute_raw(np.zeros((1, 3)), np.eye(3) * 5, True, [CU], fs, device="gpu")
