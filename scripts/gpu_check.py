@@ -191,8 +191,10 @@ def training_epochs(workdir: Path) -> dict:
 
     def hdnnp(*args) -> float:
         t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "hdnnp", *args], cwd=workdir, env=env, check=True,
-                       stdout=subprocess.DEVNULL)
+        run = subprocess.run([sys.executable, "-m", "hdnnp", *args], cwd=workdir, env=env, capture_output=True,
+                             text=True)
+        if run.returncode:
+            sys.exit(f"hdnnp {' '.join(args)} failed:\n{run.stderr[-3000:]}")
         return time.perf_counter() - t0
 
     out = {"prepare s": hdnnp("prepare", "--data-dir", str(ROOT / "data/example"), "--system", "Te",

@@ -116,10 +116,12 @@ def test_neighbour_list_equals_the_cpu_list(launcher):
 
 def test_descriptors_stress_and_two_elements_in_batches(launcher, monkeypatch):
     """compute_descriptors_batch: scaled descriptors with derivatives and strain derivatives,
-    two elements (columns reordered per element), and a launch bound that splits the batch."""
+    two elements (columns reordered per element), a launch bound that splits the batch, and a
+    frame above the device neighbour list's size bound among the others."""
     pot = random_model(np.random.default_rng(3))
     frames = frames_of([1, 2, 5, 6], sizes=[9, 8, 9, 10])
     monkeypatch.setattr(gpu, "BATCH_ATOMS_DERIVATIVES", 20)
+    monkeypatch.setattr(gpu, "NL_DEVICE_MAX_ATOMS", 9)  # the 10-atom frame's list comes from the CPU
     got = compute_descriptors_batch(frames, pot.feature_set, derivatives=True, device="gpu", stress=True)
     want = compute_descriptors_batch(frames, pot.feature_set, derivatives=True, device="cpu", stress=True)
     for g, w in zip(got, want):
@@ -197,3 +199,58 @@ def test_gpu_request_without_gpu_is_a_clear_error():
     fs = FeatureSet.default([CU])
     with pytest.raises(HdnnpError):
         compute_raw(np.zeros((1, 3)), np.eye(3) * 5, True, [CU], fs, device="gpu")
+
+
+TSAN_SCRIPT = """
+import numpy as np
+from hdnnp.kernels import emulate, gpu
+from hdnnp.descriptors.symmetry_functions import ColumnPlan
+from test_imported_features import CELL, custom_set, frame
+launcher = emulate.EmulatedLauncher("float64", sanitize="thread")
+fs = custom_set(1, 0.0)
+frames = []
+for seed in range(2):
+    pos, z = frame(seed, n=9)
+    frames.append((pos, CELL, np.ones(3, bool), z))
+plan = ColumnPlan(fs, np.arange(fs.n_candidates))
+gpu.raw_batch(frames, plan, True, True, launcher=launcher)
+rng = np.random.default_rng(0)
+gpu.adjoint_batch(frames, plan, lambda a0, a1, v: rng.normal(size=(1, a1 - a0, fs.n_candidates)), launcher=launcher)
+print("done")
+"""
+
+
+def test_no_data_races_under_thread_sanitizer(tmp_path):
+    """The emulated kernels under ThreadSanitizer: no two threads of a block touch the same
+    memory without a barrier between them (removing the __syncthreads() before sf_walk's
+    reduction is reported)."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    cxx = emulate.compiler()
+    if cxx is None or "g++" not in Path(cxx).name:
+        pytest.skip("needs g++ with ThreadSanitizer")
+    lib = subprocess.run([cxx, "-print-file-name=libtsan.so"], capture_output=True, text=True).stdout.strip()
+    if not os.path.isabs(lib) or not os.path.exists(lib) or shutil.which("bash") is None:
+        pytest.skip("ThreadSanitizer's runtime is not installed")
+    (tmp_path / "race.py").write_text(TSAN_SCRIPT)
+    tests = Path(__file__).parent
+    env = dict(os.environ, LD_PRELOAD=lib, PYTHONPATH=f"{tests}{os.pathsep}{tests.parent}")
+    run = subprocess.run([sys.executable, str(tmp_path / "race.py")], env=env, capture_output=True, text=True,
+                         timeout=600)
+    assert "done" in run.stdout, run.stderr[-3000:]
+    assert "ThreadSanitizer" not in run.stderr, run.stderr[-3000:]
+
+
+def test_atom_pairs_equal_the_compiled_bookkeeping():
+    """gpu.atom_pairs (one sort) gives the pairs, entry pairs and self pairs of fast._pairs."""
+    from hdnnp.descriptors.fast import _pairs
+
+    rng = np.random.default_rng(0)
+    start = np.concatenate([[0], np.cumsum(rng.integers(0, 30, 50))])
+    j = rng.integers(0, 50, start[-1])
+    for a, b in zip(gpu.atom_pairs(start, j), _pairs(start, j)):
+        np.testing.assert_array_equal(a, b)

@@ -141,8 +141,6 @@ class ColumnPlan:
     ``g4_blocks``: list of (pair index, output positions, unique angular (zeta, lambda) pairs,
     unique radial (eta, rs) pairs, column -> angular index, column -> radial index, kind (4
     narrow, 5 wide), Rc): one block per neighbour pair, kind and cutoff radius.
-    ``standard``: only hdnnp's own kinds of functions (G2, unshifted G4, one cosine cutoff),
-    the ones the GPU kernel evaluates.
     """
 
     def __init__(self, feature_set, columns):
@@ -159,18 +157,7 @@ class ColumnPlan:
             self.pair_index[a, b] = self.pair_index[b, a] = p
         self.g2_blocks, self.g4_blocks = [], []
         kind = fs.kind[self.columns]
-        # flat per-column description (GPU kernel): block = neighbour element index (G2) or
-        # neighbour-pair index (G4)
-        self.col_kind = kind.astype(np.int32)
-        self.col_eta, self.col_rs = fs.eta[self.columns], fs.rs[self.columns]
-        self.col_zeta, self.col_lambda = fs.zeta[self.columns], fs.lambda_[self.columns]
-        ia = np.array([self.element_index[int(z)] for z in fs.neighbor_a[self.columns]], np.int64)
-        ib = np.array([self.element_index.get(int(z), 0) for z in fs.neighbor_b[self.columns]], np.int64)
-        self.col_block = np.where(kind == 2, ia, self.pair_index[ia, ib]).astype(np.int32)
         col_rc = fs.rc[self.columns]
-        self.standard = bool(np.all((kind == 2) | ((kind == 4) & (self.col_rs == 0.0)))
-                             and np.all(col_rc == self.cutoff) and self.cutoff_type == 1
-                             and self.cutoff_alpha == 0.0)
         for rc in np.unique(col_rc):
             for e, z in enumerate(fs.elements):
                 pos = np.nonzero((kind == 2) & (fs.neighbor_a[self.columns] == z) & (col_rc == rc))[0]

@@ -37,6 +37,9 @@ PRECISIONS = {"float64": ("double", np.float64), "float32": ("float", np.float32
 #: Bounds of one angular block in symmetry.cu (MAX_ANG, MAX_RAD).
 MAX_ANG = MAX_RAD = 16
 NL_THREADS = 64  # threads per block of nl_build (<= NL_MAX_THREADS); fixes the entry order
+#: nl_build tries every atom pair of a frame (O(N²)); frames with more atoms get the CPU's k-d
+#: tree list (O(N)), copied to the device. A cell list on the device would lift this.
+NL_DEVICE_MAX_ATOMS = 4096
 WALK_THREADS = 64  # threads per block of sf_walk at most (fewer when the partial sums need it)
 CONTRACT_THREADS = 64
 ENTRY_THREADS = 256
@@ -125,13 +128,25 @@ class DeviceTables:
         self.width = 2 * len(f.rcs) + len(f.rad_eta)  # row of the per-entry table (sf_entries)
 
 
+_TABLES: dict = {}  # (launcher id, digest of the flat tables) -> (launcher, DeviceTables); 16 at most
+
+
 def _tables(plan, launcher) -> DeviceTables:
-    """The plan's device tables, made once per (plan, launcher)."""
-    cache = plan.__dict__.setdefault("_device_tables", {})
-    key = id(launcher)
-    if key not in cache:
-        cache[key] = DeviceTables(plan, launcher)
-    return cache[key]
+    """The plan's device tables, uploaded once per launcher and table content (an MD step makes a
+    new plan object every call; its tables are found here, not uploaded again)."""
+    import hashlib
+
+    from hdnnp.descriptors.fast import _flat
+
+    digest = hashlib.sha1()
+    for a in _flat(plan).arrays():
+        digest.update(np.asarray(a).tobytes())
+    key = (id(launcher), digest.hexdigest())
+    if key not in _TABLES:
+        if len(_TABLES) >= 16:
+            _TABLES.pop(next(iter(_TABLES)))
+        _TABLES[key] = (launcher, DeviceTables(plan, launcher))  # the launcher held: its id stays its own
+    return _TABLES[key][1]
 
 
 @dataclass
@@ -167,9 +182,10 @@ class DeviceFrames:
 def device_frames(launcher, frames, cutoff: float, element_index) -> DeviceFrames:
     """The neighbour lists of ``frames`` ((positions, cell, pbc, species) each) on the device.
 
-    Frames periodic in some direction get theirs from ``nl_build`` (every lattice shift within
-    reach of each atom pair, checked like :func:`hdnnp.neighbors.neighbor_list`); clusters from
-    the CPU. ``element_index(species)`` maps atomic numbers to the plan's element indices.
+    Frames periodic in some direction with at most :data:`NL_DEVICE_MAX_ATOMS` atoms get theirs
+    from ``nl_build`` (every lattice shift within reach of each atom pair, checked like
+    :func:`hdnnp.neighbors.neighbor_list`); clusters and larger frames from the CPU.
+    ``element_index(species)`` maps atomic numbers to the plan's element indices.
     """
     from hdnnp.neighbors import neighbor_list, periodic_geometry
 
@@ -178,7 +194,7 @@ def device_frames(launcher, frames, cutoff: float, element_index) -> DeviceFrame
     atom_first = np.concatenate([[0], np.cumsum(n_per)]).astype(np.int64)
     n_atoms = int(atom_first[-1])
     el = np.concatenate([element_index(np.asarray(f[3], np.int64)) for f in frames] or [np.zeros(0, np.int64)])
-    periodic = [bool(np.any(f[2])) for f in frames]
+    on_device = [bool(np.any(f[2])) and len(f[0]) <= NL_DEVICE_MAX_ATOMS for f in frames]
     counts = np.zeros(n_atoms, np.int64)
     cpu_parts = {}
     frac = np.zeros((n_atoms, 3))
@@ -186,7 +202,7 @@ def device_frames(launcher, frames, cutoff: float, element_index) -> DeviceFrame
     reach = np.full((len(frames), 3), -1.0)
     for k, (positions, cell, pbc, _) in enumerate(frames):
         a0, a1 = atom_first[k], atom_first[k + 1]
-        if not periodic[k]:
+        if not on_device[k]:
             nl = neighbor_list(positions, cell, pbc, cutoff)
             cpu_parts[k] = nl
             counts[a0:a1] = np.diff(nl.start)
@@ -200,12 +216,12 @@ def device_frames(launcher, frames, cutoff: float, element_index) -> DeviceFrame
         cells[k] = np.asarray(cell, float).reshape(9)
         reach[k] = np.where(pbc, reach_k, -1.0)
     frame_of = np.repeat(np.arange(len(frames), dtype=np.int32), n_per)
-    gpu_rows = np.repeat(np.array(periodic), n_per)
+    gpu_rows = np.repeat(np.array(on_device, bool), n_per)
     args = (xp.asarray(frame_of), xp.asarray(atom_first), xp.asarray(frac), xp.asarray(cells),
             xp.asarray(reach), np.float64(cutoff))
     count_d = xp.zeros(n_atoms, np.int64)
     dummy_i, dummy_f = xp.zeros(1, np.int64), xp.zeros(1, np.float64)
-    if any(periodic):
+    if any(on_device):
         launcher("nl_build", n_atoms, NL_THREADS,
                  (np.int32(0), np.int64(n_atoms), *args, count_d, dummy_i, dummy_i, dummy_f, dummy_f))
         counts = np.where(gpu_rows, launcher.to_host(count_d), counts)
@@ -215,7 +231,7 @@ def device_frames(launcher, frames, cutoff: float, element_index) -> DeviceFrame
     j = xp.zeros(max(n_ent, 1), np.int64)
     vec = xp.zeros((max(n_ent, 1), 3))
     dist = xp.ones(max(n_ent, 1))
-    if any(periodic):  # cluster atoms have their own rows skipped: the kernel's count there is theirs
+    if any(on_device):  # rows of frames listed on the CPU find nothing here (no cell, no reach)
         launcher("nl_build", n_atoms, NL_THREADS,
                  (np.int32(1), np.int64(n_atoms), *args, count_d, start_d, j, vec, dist))
     for k, nl in cpu_parts.items():
@@ -321,13 +337,22 @@ def _batches(frames, limit: int):
         yield k0, len(frames)
 
 
+def atom_pairs(start, j):
+    """Atom pairs (i, j), j = i included, sorted by i then j, of the entries (``start``, ``j``),
+    and the pair of every entry and the self pair of every atom (as
+    :func:`hdnnp.descriptors.fast._pairs`, vectorised: one sort, no per-atom loop)."""
+    n_atoms = len(start) - 1
+    i = np.repeat(np.arange(n_atoms, dtype=np.int64), np.diff(start))
+    keys = np.concatenate([i * n_atoms + np.asarray(j, np.int64), np.arange(n_atoms, dtype=np.int64) * (n_atoms + 1)])
+    unique, inverse = np.unique(keys, return_inverse=True)
+    return unique // max(n_atoms, 1), unique % max(n_atoms, 1), inverse[:len(i)], inverse[len(i):]
+
+
 def raw_batch(frames, plan, derivatives: bool = False, virial: bool = False, deriv_scale=None, launcher=None):
     """Per frame ``(values, (pair_i, pair_j, dvalues) or None, W or None)`` as NumPy (float64),
     the same as :func:`hdnnp.descriptors.fast.symmetry_functions` gives one frame, computed on
     the device for all ``frames`` in launches of at most :data:`BATCH_ATOMS` atoms
     (:data:`BATCH_ATOMS_DERIVATIVES` with derivatives)."""
-    from hdnnp.descriptors.fast import _pairs
-
     launcher = launcher or cuda_launcher()
     tables = _tables(plan, launcher)
     derivatives = derivatives or virial
@@ -338,7 +363,7 @@ def raw_batch(frames, plan, derivatives: bool = False, virial: bool = False, der
         values = launcher.to_host(values).astype(np.float64)
         if derivatives:
             xp = launcher.xp
-            pair_i, pair_j, entry_pair, self_pair = _pairs(fd.start, fd.j_host)
+            pair_i, pair_j, entry_pair, self_pair = atom_pairs(fd.start, fd.j_host)
             dpair = xp.zeros((len(pair_i), tables.n_cols, 3), launcher.dtype)
             launcher.scatter_add(dpair, xp.asarray(entry_pair), dentry)
             launcher.scatter_add(dpair, xp.asarray(self_pair)[fd.i], -dentry)
