@@ -17,7 +17,7 @@ from hdnnp.descriptors.compute import adjoint_evaluation_batch, compute_descript
 from hdnnp.descriptors.symmetry_functions import CUTOFF_TYPES, ColumnPlan
 from hdnnp.errors import HdnnpError
 from hdnnp.kernels import emulate, gpu, gpu_available, resolve_device
-from hdnnp.neighbors import neighbor_list
+from hdnnp.neighbors import neighbor_list, periodic_geometry
 from test_fast_path import random_model
 from test_imported_features import CELL, CU, S, custom_set, frame
 
@@ -94,24 +94,44 @@ def test_seed_grid_clusters_and_mixed_periodicity(launcher, pbc):
         close(d, compute_raw(*f, fs, candidates=cols))
 
 
-def test_neighbour_list_equals_the_cpu_list(launcher):
+SMALL_CELL = np.array([[3.1, 0.0, 0.0], [1.4, 2.9, 0.0], [-0.8, 0.6, 3.3]])
+LARGE_CELL = np.array([[15.6, 0.0, 0.0], [4.5, 15.3, 0.0], [-3.3, 2.4, 16.6]])
+
+
+@pytest.mark.parametrize("cell,n,pbc,binned", [
+    (SMALL_CELL, 5, [True] * 3, False), (SMALL_CELL, 5, [True, True, False], False),
+    (LARGE_CELL, 120, [True] * 3, True), (LARGE_CELL, 150, [True, False, True], False)])
+def test_neighbour_list_equals_the_cpu_list(launcher, cell, n, pbc, binned):
     """nl_build finds the same entries (i, j, R_p) as the k-d tree list: a cell with every
     plane spacing below 2·Rc (several images of one neighbour and of the atom itself), atoms
-    far outside the cell, and a slab periodic in two directions."""
-    cell = np.array([[3.1, 0.0, 0.0], [1.4, 2.9, 0.0], [-0.8, 0.6, 3.3]])
-    pos = np.random.default_rng(2).uniform(-2, 3, (5, 3)) @ cell
-    for pbc in ([True] * 3, [True, True, False]):
-        fd = gpu.device_frames(launcher(), [(pos, cell, pbc, np.full(5, CU))], 4.5, lambda z: np.zeros(len(z), int))
+    far outside the cell, a slab periodic in two directions (every pair and shift), and a
+    triclinic box of three bins of width Rc per direction (the cell list, bins wrapped)."""
+    pos = np.random.default_rng(2).uniform(-2, 3, (n, 3)) @ cell
+    geometry = periodic_geometry(pos, cell, pbc, 4.5)
+    assert (all(pbc) and gpu._bins(geometry[2], n) is not None) == binned
+    for frames in ([(pos, cell, pbc, np.full(n, CU))], [(pos[:3], cell, pbc, np.full(3, CU))] * 2
+                   + [(pos, cell, pbc, np.full(n, CU))]):
+        fd = gpu.device_frames(launcher(), frames, 4.5, lambda z: np.zeros(len(z), int))
         nl = neighbor_list(pos, cell, pbc, 4.5)
-        assert fd.n_entries == len(nl) > 5 * 5
+        fd = _last_frame(fd)
+        assert fd.n_entries == len(nl) > n
         np.testing.assert_array_equal(fd.start, nl.start)
 
         def rows(i, j, v):
             key = np.column_stack([i, j, np.round(v, 9)])
             return key[np.lexsort(key.T[::-1])]
 
-        xp_to = launcher().to_host
-        close(rows(xp_to(fd.i), fd.j_host, xp_to(fd.vec)), rows(nl.i, nl.j, nl.vector), rtol=1e-12)
+        close(rows(fd.i, fd.j_host, fd.vec), rows(nl.i, nl.j, nl.vector), rtol=1e-12)
+
+
+def _last_frame(fd):
+    """The last frame of a batch's list, on the host, indices from its first atom."""
+    from types import SimpleNamespace
+
+    host = SimpleNamespace(**{k: np.asarray(getattr(v, "get", lambda: v)()) for k, v in vars(fd).items()})
+    a0, e0 = host.atom_first[-2], host.entry_first[-2]
+    return SimpleNamespace(n_entries=len(host.j_host) - e0, start=host.start[a0:] - e0, i=host.i[e0:] - a0,
+                           j_host=host.j_host[e0:] - a0, vec=host.vec[e0:])
 
 
 def test_descriptors_stress_and_two_elements_in_batches(launcher, monkeypatch):
@@ -136,7 +156,8 @@ def test_descriptors_stress_and_two_elements_in_batches(launcher, monkeypatch):
 @pytest.mark.parametrize("n_members", [1, 2])
 def test_forces_and_stress_by_contraction(launcher, monkeypatch, n_members):
     """Potential.evaluate(device="gpu"): values, networks on the device, sf_contract, forces and
-    stress; a committee's spread; a box without atoms; the batch split over launches."""
+    stress; a committee's spread; a box without atoms; the batch split over launches, one box
+    large enough for the device's cell list."""
     pot = random_model(np.random.default_rng(5), n_members)
     pos, z = frame(11, n=9)
     p1 = pot.evaluate(pos, CELL, True, z, forces=True, stress=True, device="gpu")
@@ -153,7 +174,9 @@ def test_forces_and_stress_by_contraction(launcher, monkeypatch, n_members):
     assert empty.energy == 0.0 and empty.forces.shape == (0, 3) and not empty.stress.any()
 
     frames = frames_of([1, 2, 3], sizes=[9, 12, 7])
-    monkeypatch.setattr(gpu, "BATCH_ATOMS", 15)  # three launches
+    big, zb = frame(4, n=150)
+    frames.append((3.0 * big, 3.0 * CELL, np.ones(3, bool), zb))  # 3 bins of width >= Rc: a cell list
+    monkeypatch.setattr(gpu, "BATCH_ATOMS", 15)  # four launches
     got = adjoint_evaluation_batch(frames, pot.feature_set, pot._member_networks, True, "gpu")
     want = adjoint_evaluation_batch(frames, pot.feature_set, pot._member_networks, True, "cpu")
     for (d1, a1, f1, s1), (d0, a0, f0, s0) in zip(got, want):
@@ -212,6 +235,8 @@ frames = []
 for seed in range(2):
     pos, z = frame(seed, n=9)
     frames.append((pos, CELL, np.ones(3, bool), z))
+pos, z = frame(2, n=60)
+frames.append((3.0 * pos, 3.0 * CELL, np.ones(3, bool), z))  # listed from bins
 plan = ColumnPlan(fs, np.arange(fs.n_candidates))
 gpu.raw_batch(frames, plan, True, True, launcher=launcher)
 rng = np.random.default_rng(0)

@@ -11,7 +11,7 @@ CuPy's, so :mod:`hdnnp.kernels.gpu` runs unchanged on it, glue included.
 What this checks: the arithmetic, the indexing, the launch geometry, the per-thread ownership
 and the block-level synchronisation. What it cannot: CUDA's compiler and math library, memory
 limits and the timing of a real device (``scripts/gpu_check.sh`` does that on a GPU).
-Needs a C++20 compiler (``g++`` ≥ 10 or ``clang++``).
+Needs a C++20 compiler with ``<barrier>`` (``g++`` ≥ 11 or ``clang++`` ≥ 15).
 """
 
 from __future__ import annotations
@@ -83,16 +83,28 @@ EXPORTS
 """
 
 
+@functools.lru_cache(maxsize=1)
 def compiler() -> str | None:
-    """A C++ compiler on PATH, or None."""
-    return shutil.which("g++") or shutil.which("clang++") or shutil.which("c++")
+    """A C++ compiler on PATH that has C++20's ``<barrier>`` (g++ >= 11, clang++ >= 15), or None."""
+    for name in ("g++", "clang++", "c++"):
+        cxx = shutil.which(name)
+        if cxx is None:
+            continue
+        with tempfile.TemporaryDirectory() as tmp:
+            probe = Path(tmp) / "probe.cpp"
+            probe.write_text("#include <barrier>\nint main() { std::barrier<> b(1); b.arrive_and_wait(); }\n")
+            done = subprocess.run([cxx, "-std=c++20", "-pthread", str(probe), "-o", str(Path(tmp) / "probe")],
+                                  capture_output=True)
+        if done.returncode == 0:
+            return cxx
+    return None
 
 
 @functools.lru_cache(maxsize=None)
 def _library(precision: str, sanitize: str = "") -> ctypes.CDLL:
     cxx = compiler()
     if cxx is None:
-        raise HdnnpError("emulating the CUDA kernels needs a C++ compiler (g++ or clang++)")
+        raise HdnnpError("emulating the CUDA kernels needs a C++20 compiler (g++ >= 11 or clang++ >= 15)")
     code = SHIM.replace("KERNEL", str(KERNEL_SOURCE)).replace(
         "EXPORTS", "\n".join(f"EXPORT({name})" for name in KERNEL_NAMES))
     flags = ["-std=c++20", "-O1", "-pthread", "-shared", "-fPIC", f"-DREAL={PRECISIONS[precision][0]}"]

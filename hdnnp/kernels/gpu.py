@@ -37,8 +37,8 @@ PRECISIONS = {"float64": ("double", np.float64), "float32": ("float", np.float32
 #: Bounds of one angular block in symmetry.cu (MAX_ANG, MAX_RAD).
 MAX_ANG = MAX_RAD = 16
 NL_THREADS = 64  # threads per block of nl_build (<= NL_MAX_THREADS); fixes the entry order
-#: nl_build tries every atom pair of a frame (O(N²)); frames with more atoms get the CPU's k-d
-#: tree list (O(N)), copied to the device. A cell list on the device would lift this.
+#: Frames too small for a cell list (fewer than 3 bins of width Rc along some direction) are
+#: listed by nl_build trying every atom pair (O(N²)) up to this many atoms; beyond, by the CPU.
 NL_DEVICE_MAX_ATOMS = 4096
 WALK_THREADS = 64  # threads per block of sf_walk at most (fewer when the partial sums need it)
 CONTRACT_THREADS = 64
@@ -179,59 +179,88 @@ class DeviceFrames:
         return int(self.entry_first[-1])
 
 
+def _bins(reach, n_atoms: int):
+    """Bins per direction of a cell list for a frame periodic in all directions: as many as fit
+    with a width >= Rc (plane spacing / Rc, floored), fewer where that would give more than two
+    bins per atom; None when some direction holds fewer than 3 (the 27 bins around an atom would
+    not be distinct)."""
+    n = np.floor((1.0 - 1e-9) / np.asarray(reach, float))
+    if np.any(n < 3):
+        return None
+    excess = np.prod(n) / max(2 * n_atoms, 27)
+    if excess > 1:
+        n = np.maximum(3, np.floor(n / excess ** (1 / 3)))
+    return n.astype(np.int64)
+
+
 def device_frames(launcher, frames, cutoff: float, element_index) -> DeviceFrames:
     """The neighbour lists of ``frames`` ((positions, cell, pbc, species) each) on the device.
 
-    Frames periodic in some direction with at most :data:`NL_DEVICE_MAX_ATOMS` atoms get theirs
-    from ``nl_build`` (every lattice shift within reach of each atom pair, checked like
-    :func:`hdnnp.neighbors.neighbor_list`); clusters and larger frames from the CPU.
-    ``element_index(species)`` maps atomic numbers to the plan's element indices.
+    ``nl_build`` lists frames periodic in all directions whose every direction holds 3 bins of
+    width >= Rc from a cell list (O(N)), and other periodic frames of at most
+    :data:`NL_DEVICE_MAX_ATOMS` atoms by trying every atom pair and lattice shift in reach; the
+    cell is checked like :func:`hdnnp.neighbors.neighbor_list` does. Clusters, and the rest, get
+    the CPU's list, copied. ``element_index(species)`` maps atomic numbers to the plan's element
+    indices.
     """
     from hdnnp.neighbors import neighbor_list, periodic_geometry
 
     xp = launcher.xp
+    n_frames = len(frames)
     n_per = np.array([len(f[0]) for f in frames], np.int64)
     atom_first = np.concatenate([[0], np.cumsum(n_per)]).astype(np.int64)
     n_atoms = int(atom_first[-1])
     el = np.concatenate([element_index(np.asarray(f[3], np.int64)) for f in frames] or [np.zeros(0, np.int64)])
-    on_device = [bool(np.any(f[2])) and len(f[0]) <= NL_DEVICE_MAX_ATOMS for f in frames]
+    on_device = np.zeros(n_frames, bool)
     counts = np.zeros(n_atoms, np.int64)
     cpu_parts = {}
     frac = np.zeros((n_atoms, 3))
-    cells = np.zeros((len(frames), 9))
-    reach = np.full((len(frames), 3), -1.0)
+    cells = np.zeros((n_frames, 9))
+    reach = np.full((n_frames, 3), -1.0)
+    bins = np.zeros((n_frames, 3), np.int32)
+    bin_first = np.zeros(n_frames, np.int64)
+    atom_bin = np.zeros((n_atoms, 3), np.int32)
+    bin_counts, cell_atoms = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
     for k, (positions, cell, pbc, _) in enumerate(frames):
         a0, a1 = atom_first[k], atom_first[k + 1]
-        if not on_device[k]:
+        pbc = np.broadcast_to(np.asarray(pbc, bool), (3,))
+        geometry = periodic_geometry(np.asarray(positions, float), cell, pbc, cutoff) if pbc.any() else None
+        n_bins = _bins(geometry[2], a1 - a0) if geometry is not None and pbc.all() else None
+        if geometry is None or (n_bins is None and a1 - a0 > NL_DEVICE_MAX_ATOMS):
             nl = neighbor_list(positions, cell, pbc, cutoff)
             cpu_parts[k] = nl
             counts[a0:a1] = np.diff(nl.start)
             continue
-        pbc = np.broadcast_to(np.asarray(pbc, bool), (3,))
-        geometry = periodic_geometry(np.asarray(positions, float), cell, pbc, cutoff)
-        if geometry is None:  # no atoms
-            continue
+        on_device[k] = True
         frac_k, offset_k, reach_k = geometry
         frac[a0:a1] = frac_k + offset_k
         cells[k] = np.asarray(cell, float).reshape(9)
         reach[k] = np.where(pbc, reach_k, -1.0)
-    frame_of = np.repeat(np.arange(len(frames), dtype=np.int32), n_per)
-    gpu_rows = np.repeat(np.array(on_device, bool), n_per)
-    args = (xp.asarray(frame_of), xp.asarray(atom_first), xp.asarray(frac), xp.asarray(cells),
-            xp.asarray(reach), np.float64(cutoff))
+        if n_bins is not None:
+            c = np.minimum((frac[a0:a1] * n_bins).astype(np.int64), n_bins - 1)
+            linear = (c[:, 0] * n_bins[1] + c[:, 1]) * n_bins[2] + c[:, 2]
+            bins[k], bin_first[k] = n_bins, sum(len(b) for b in bin_counts)
+            atom_bin[a0:a1] = c
+            bin_counts.append(np.bincount(linear, minlength=int(np.prod(n_bins))))
+            cell_atoms.append(a0 + np.argsort(linear, kind="stable"))
+    cell_start = np.concatenate([[0], np.cumsum(np.concatenate(bin_counts))]).astype(np.int64)
+    frame_of = np.repeat(np.arange(n_frames, dtype=np.int32), n_per)
+    args = (xp.asarray(frame_of), xp.asarray(atom_first), xp.asarray(frac), xp.asarray(cells), xp.asarray(reach),
+            xp.asarray(bins), xp.asarray(bin_first), xp.asarray(atom_bin), xp.asarray(cell_start),
+            xp.asarray(np.concatenate(cell_atoms) if n_atoms else np.zeros(1, np.int64)), np.float64(cutoff))
     count_d = xp.zeros(n_atoms, np.int64)
     dummy_i, dummy_f = xp.zeros(1, np.int64), xp.zeros(1, np.float64)
-    if any(on_device):
+    if on_device.any():
         launcher("nl_build", n_atoms, NL_THREADS,
                  (np.int32(0), np.int64(n_atoms), *args, count_d, dummy_i, dummy_i, dummy_f, dummy_f))
-        counts = np.where(gpu_rows, launcher.to_host(count_d), counts)
+        counts = np.where(np.repeat(on_device, n_per), launcher.to_host(count_d), counts)
     start = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     n_ent = int(start[-1])
     start_d = xp.asarray(start)
     j = xp.zeros(max(n_ent, 1), np.int64)
     vec = xp.zeros((max(n_ent, 1), 3))
     dist = xp.ones(max(n_ent, 1))
-    if any(on_device):  # rows of frames listed on the CPU find nothing here (no cell, no reach)
+    if on_device.any():  # rows of frames listed on the CPU find nothing here (no cell, no reach)
         launcher("nl_build", n_atoms, NL_THREADS,
                  (np.int32(1), np.int64(n_atoms), *args, count_d, start_d, j, vec, dist))
     for k, nl in cpu_parts.items():

@@ -8,8 +8,9 @@
 // atoms of a batch are concatenated, one CUDA block per central atom.
 //
 // Kernels (launched by hdnnp/kernels/gpu.py; run on the CPU by hdnnp/kernels/emulate.py):
-//   nl_build    neighbour list of periodic frames: block = atom i, threads = candidate atoms j;
-//               every lattice shift that can bring j within Rc is tried (two launches: count,
+//   nl_build    neighbour list of periodic frames: block = atom i, threads = candidate atoms j,
+//               from a cell list (the 27 bins around i) or, in boxes too small for one, every
+//               atom with every lattice shift that can bring it within Rc (two launches: count,
 //               then fill in a fixed order, so the list does not depend on timing)
 //   sf_entries  per entry: fc and dfc for every cutoff radius, exp(-eta (R - Rs)^2) per radial pair
 //   sf_walk     values; with derivatives also dG_ic/dR_p per entry p (thread p owns its rows)
@@ -51,44 +52,77 @@ __device__ inline void shift_range(double df, double reach, int* lo, int* hi) {
     *hi = (int)floor(reach - df);
 }
 
-// Entries (i, image of j) of one pair of atoms; written from slot `o` on when `write`.
-__device__ long long visit_pair(long long i, long long j, const double* frac, const double* cell,
-                                const double* reach, double cut2, int write, long long o,
-                                long long* nb_j, double* vec, double* dist) {
-    double df[3];
-    int lo[3], hi[3];
-    for (int k = 0; k < 3; ++k) {
-        df[k] = frac[3 * j + k] - frac[3 * i + k];
-        shift_range(df[k], reach[k], &lo[k], &hi[k]);
+// The image of j shifted by s (fractional, in cells) as an entry of i if 0 < R <= Rc; written to
+// slot o when `write`. Returns 1 if it is an entry.
+__device__ inline int visit_image(long long i, long long j, double s0, double s1, double s2,
+                                  const double* frac, const double* cell, double cut2, int write,
+                                  long long o, long long* nb_j, double* vec, double* dist) {
+    const double f0 = frac[3 * j] - frac[3 * i] + s0, f1 = frac[3 * j + 1] - frac[3 * i + 1] + s1,
+                 f2 = frac[3 * j + 2] - frac[3 * i + 2] + s2;
+    double v[3], r2 = 0.0;
+    for (int x = 0; x < 3; ++x) {
+        v[x] = f0 * cell[x] + f1 * cell[3 + x] + f2 * cell[6 + x];
+        r2 += v[x] * v[x];
     }
+    if (r2 > cut2 || r2 <= 0.0) return 0;
+    if (write) {
+        nb_j[o] = j;
+        for (int x = 0; x < 3; ++x) vec[3 * o + x] = v[x];
+        dist[o] = sqrt(r2);
+    }
+    return 1;
+}
+
+// The entries of atom i among the candidates that thread tid of nt takes (every nt-th, in a fixed
+// order), written from slot o on when `write`; returns how many. A frame with bins (n0, n1, n2)
+// != 0 (periodic, every direction >= 3 bins of width >= Rc): the atoms of the 27 bins around i's
+// bin, each bin once (so each image once). Otherwise every atom of the frame with every lattice
+// shift within reach.
+__device__ long long visit_candidates(
+    long long i, int tid, int nt, long long a0, long long a1, const double* frac, const double* cell,
+    const double* reach, const int* nbin, long long bin0, const int* atom_bin, const long long* cell_start,
+    const long long* cell_atoms, double cut2, int write, long long o, long long* nb_j, double* vec, double* dist)
+{
     long long n = 0;
-    for (int s0 = lo[0]; s0 <= hi[0]; ++s0)
-        for (int s1 = lo[1]; s1 <= hi[1]; ++s1)
-            for (int s2 = lo[2]; s2 <= hi[2]; ++s2) {
-                const double f0 = df[0] + s0, f1 = df[1] + s1, f2 = df[2] + s2;
-                double v[3], r2 = 0.0;
-                for (int x = 0; x < 3; ++x) {
-                    v[x] = f0 * cell[x] + f1 * cell[3 + x] + f2 * cell[6 + x];
-                    r2 += v[x] * v[x];
-                }
-                if (r2 > cut2 || r2 <= 0.0) continue;
-                if (write) {
-                    nb_j[o + n] = j;
-                    for (int x = 0; x < 3; ++x) vec[3 * (o + n) + x] = v[x];
-                    dist[o + n] = sqrt(r2);
-                }
-                ++n;
-            }
+    if (nbin[0] == 0) {
+        for (long long j = a0 + tid; j < a1; j += nt) {
+            int lo[3], hi[3];
+            for (int k = 0; k < 3; ++k) shift_range(frac[3 * j + k] - frac[3 * i + k], reach[k], &lo[k], &hi[k]);
+            for (int s0 = lo[0]; s0 <= hi[0]; ++s0)
+                for (int s1 = lo[1]; s1 <= hi[1]; ++s1)
+                    for (int s2 = lo[2]; s2 <= hi[2]; ++s2)
+                        n += visit_image(i, j, s0, s1, s2, frac, cell, cut2, write, o + n, nb_j, vec, dist);
+        }
+        return n;
+    }
+    for (int b = 0; b < 27; ++b) {
+        const int d[3] = {b / 9 - 1, (b / 3) % 3 - 1, b % 3 - 1};
+        int c[3];
+        double s[3];
+        for (int k = 0; k < 3; ++k) {
+            c[k] = atom_bin[3 * i + k] + d[k];
+            s[k] = 0.0;
+            if (c[k] < 0) { c[k] += nbin[k]; s[k] = -1.0; }
+            else if (c[k] >= nbin[k]) { c[k] -= nbin[k]; s[k] = 1.0; }
+        }
+        const long long g = bin0 + ((long long)c[0] * nbin[1] + c[1]) * nbin[2] + c[2];
+        for (long long m = cell_start[g] + tid; m < cell_start[g + 1]; m += nt)
+            n += visit_image(i, cell_atoms[m], s[0], s[1], s[2], frac, cell, cut2, write, o + n, nb_j, vec, dist);
+    }
     return n;
 }
 
 // fill = 0: count[i] = number of entries of atom i. fill = 1: write them from start[i] on.
 // frac: wrapped fractional coordinates (n_atoms, 3); cells (n_frames, 3, 3) rows a, b, c;
 // reach (n_frames, 3): Rc / plane spacing, -1 along non-periodic directions; atom_first
-// (n_frames + 1): atoms of frame f are atom_first[f] .. atom_first[f + 1] - 1.
+// (n_frames + 1): atoms of frame f are atom_first[f] .. atom_first[f + 1] - 1. Cell lists:
+// bins (n_frames, 3) bins per direction (0: none, try every pair), bin_first (n_frames) the
+// frame's first bin, atom_bin (n_atoms, 3) each atom's bin, the atoms of bin g are
+// cell_atoms[cell_start[g] .. cell_start[g + 1] - 1].
 extern "C" __global__ void nl_build(
     const int fill, const long long n_atoms, const int* frame_of, const long long* atom_first,
-    const double* frac, const double* cells, const double* reach, const double cutoff,
+    const double* frac, const double* cells, const double* reach, const int* bins, const long long* bin_first,
+    const int* atom_bin, const long long* cell_start, const long long* cell_atoms, const double cutoff,
     long long* count, const long long* start, long long* nb_j, double* vec, double* dist)
 {
     __shared__ long long offset[NL_MAX_THREADS];
@@ -96,14 +130,10 @@ extern "C" __global__ void nl_build(
     if (i >= n_atoms) return;
     const int f = frame_of[i];
     const long long a0 = atom_first[f], a1 = atom_first[f + 1];
-    const double* cell = cells + 9 * f;
-    const double* rch = reach + 3 * f;
     const double cut2 = cutoff * cutoff;
     const int tid = threadIdx.x, nt = blockDim.x;
-    long long mine = 0;
-    for (long long j = a0 + tid; j < a1; j += nt)
-        mine += visit_pair(i, j, frac, cell, rch, cut2, 0, 0, nb_j, vec, dist);
-    offset[tid] = mine;
+    offset[tid] = visit_candidates(i, tid, nt, a0, a1, frac, cells + 9 * f, reach + 3 * f, bins + 3 * f,
+                                   bin_first[f], atom_bin, cell_start, cell_atoms, cut2, 0, 0, nb_j, vec, dist);
     __syncthreads();
     if (tid == 0) {  // exclusive scan of the per-thread counts, in thread order
         long long run = fill ? start[i] : 0;
@@ -115,10 +145,9 @@ extern "C" __global__ void nl_build(
         if (!fill) count[i] = run;
     }
     __syncthreads();
-    if (!fill) return;
-    long long o = offset[tid];
-    for (long long j = a0 + tid; j < a1; j += nt)
-        o += visit_pair(i, j, frac, cell, rch, cut2, 1, o, nb_j, vec, dist);
+    if (fill)
+        visit_candidates(i, tid, nt, a0, a1, frac, cells + 9 * f, reach + 3 * f, bins + 3 * f, bin_first[f],
+                         atom_bin, cell_start, cell_atoms, cut2, 1, offset[tid], nb_j, vec, dist);
 }
 
 // ---------------------------------------------------------------------------------------------
