@@ -286,22 +286,24 @@ def _entry_table(launcher, fd: DeviceFrames, tables: DeviceTables):
 
 def walk_threads(n_cols: int, itemsize: int) -> int:
     """Threads per block of sf_walk: a power of two <= WALK_THREADS whose partial sums
-    (threads x n_cols reals) fit in SHARED_BYTES."""
+    (threads x (n_cols | 1) reals: an odd row length spreads the rows over the banks) fit in
+    SHARED_BYTES."""
     threads = WALK_THREADS
-    while threads > 1 and threads * max(n_cols, 1) * itemsize > SHARED_BYTES:
+    while threads > 1 and threads * (n_cols | 1) * itemsize > SHARED_BYTES:
         threads //= 2
     return threads
 
 
-def walk(launcher, fd: DeviceFrames, tables: DeviceTables, derivatives: bool = False, scale=None):
+def walk(launcher, fd: DeviceFrames, tables: DeviceTables, derivatives: bool = False, scale=None, etab=None):
     """Raw values (n_atoms, n_cols) and, with ``derivatives``, the per-entry derivatives
-    (n_ent, n_cols, 3) = ∂G_ic/∂R_p times ``scale`` (caller's column order), on the device."""
+    (n_ent, n_cols, 3) = ∂G_ic/∂R_p times ``scale`` (caller's column order), on the device.
+    ``etab``: the per-entry table if already made (``sf_entries``)."""
     xp, dtype = launcher.xp, launcher.dtype
     n_cols = tables.n_cols
     if n_cols * fd.n_atoms == 0:
         return xp.zeros((fd.n_atoms, n_cols), dtype), (xp.zeros((fd.n_entries, n_cols, 3), dtype)
                                                        if derivatives else None)
-    etab = _entry_table(launcher, fd, tables)
+    etab = _entry_table(launcher, fd, tables) if etab is None else etab
     scale = np.ones(n_cols) if scale is None else np.asarray(scale, float)
     scale_d = xp.asarray(np.ascontiguousarray(scale[tables.out_pos], dtype))
     values = xp.zeros((fd.n_atoms, n_cols), dtype)
@@ -309,7 +311,7 @@ def walk(launcher, fd: DeviceFrames, tables: DeviceTables, derivatives: bool = F
     threads = walk_threads(n_cols, dtype.itemsize)
     launcher("sf_walk", fd.n_atoms, threads,
              (np.int64(fd.n_atoms), fd.start_d, fd.el_j, fd.vec, fd.dist, etab, *tables.args, scale_d,
-              np.int32(bool(derivatives)), values, dentry), shared_mem=threads * n_cols * dtype.itemsize)
+              np.int32(bool(derivatives)), values, dentry), shared_mem=threads * (n_cols | 1) * dtype.itemsize)
     return values, (dentry[:fd.n_entries] if derivatives else None)
 
 
@@ -424,8 +426,8 @@ def adjoint_batch(frames, plan, weights_of, launcher=None):
     first = np.concatenate([[0], np.cumsum([len(f[0]) for f in frames])])
     for k0, k1 in _batches(frames, BATCH_ATOMS):
         fd = device_frames(launcher, frames[k0:k1], plan.cutoff, plan.species_index)
-        values, _ = walk(launcher, fd, tables)
         etab = _entry_table(launcher, fd, tables) if fd.n_entries else None
+        values, _ = walk(launcher, fd, tables, etab=etab)
         weights = weights_of(first[k0], first[k1], values)
         if weights is None:  # no atoms: one member's worth of zero forces
             weights = launcher.xp.zeros((1, fd.n_atoms, tables.n_cols))

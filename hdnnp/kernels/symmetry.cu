@@ -369,7 +369,8 @@ __device__ void triplet(const Tables& t, long long p, long long q, const int* el
 
 // Values (n_atoms, n_cols) in the caller's column order; with `deriv`, also dentry
 // (n_ent, n_cols, 3) = dG_ic/dR_p times scale[c] (zeroed by the caller). Block = atom i.
-// Dynamic shared memory: blockDim.x * n_cols reals, each thread's partial sums.
+// Dynamic shared memory: blockDim.x * (n_cols | 1) reals, each thread's partial sums (an odd row
+// length, so that the threads' rows fall on different banks).
 // Values only: threads stride over the ordered entry pairs (p, q), q > p. With derivatives a
 // thread owns entries p and walks every q != p (each triplet is visited from both sides, the
 // value added once), so no two threads write the same derivative.
@@ -383,7 +384,8 @@ extern "C" __global__ void sf_walk(
     if (i >= n_atoms) return;
     const long long s = start[i], n = start[i + 1] - s;
     const int tid = threadIdx.x, nt = blockDim.x;
-    real* acc = partial + (long long)tid * t.n_cols;
+    const int row = t.n_cols | 1;
+    real* acc = partial + (long long)tid * row;
     for (int c = 0; c < t.n_cols; ++c) acc[c] = R(0.0);
     for (long long p = s + tid; p < s + n; p += nt)
         radial_entry(t, p, el_j[p], vec, dist, etab, acc, deriv ? dentry + p * t.n_cols * 3 : 0, scale, 0, 0);
@@ -402,7 +404,7 @@ extern "C" __global__ void sf_walk(
     __syncthreads();
     for (int c = tid; c < t.n_cols; c += nt) {
         real sum = R(0.0);
-        for (int k = 0; k < nt; ++k) sum += partial[(long long)k * t.n_cols + c];
+        for (int k = 0; k < nt; ++k) sum += partial[(long long)k * row + c];
         values[i * t.n_cols + t.col_i[3 * c + 2]] = sum;
     }
 }
