@@ -279,3 +279,40 @@ def test_atom_pairs_equal_the_compiled_bookkeeping():
     j = rng.integers(0, 50, start[-1])
     for a, b in zip(gpu.atom_pairs(start, j), _pairs(start, j)):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.filterwarnings("ignore:.*extrapolate")
+def test_predict_stage_on_the_gpu_equals_the_cpu(launcher, tmp_path, monkeypatch):
+    """``hdnnp predict --device gpu`` from structures (the adjoint path, several frames per
+    launch): energies, forces, atomic energies, stresses, the committee's spreads and the
+    extrapolation counts of the CPU run."""
+    import h5py
+    from ase import Atoms
+    from ase.calculators.singlepoint import SinglePointCalculator
+    from ase.io import write
+
+    from hdnnp.stages.predict import predict
+
+    pot = random_model(np.random.default_rng(9), n_members=2)
+    pot.save(tmp_path / "model.h5")
+    images = []
+    for pos, cell, pbc, z in frames_of([1, 2, 3, 4], sizes=[9, 10, 9, 8]):
+        a = Atoms(numbers=z, positions=pos, cell=cell, pbc=pbc)
+        a.calc = SinglePointCalculator(a, energy=-20.0, forces=np.zeros((len(z), 3)), stress=np.zeros(6))
+        images.append(a)
+    write(tmp_path / "frames.xyz", images)
+    monkeypatch.setattr(gpu, "BATCH_ATOMS", 20)
+    for device in ("gpu", "cpu"):
+        predict(tmp_path / "model.h5", tmp_path / "frames.xyz", tmp_path / f"{device}.h5", forces=True,
+                atomic_energies=True, stress=True, device=device, chunk_frames=3, quiet=True)
+    with h5py.File(tmp_path / "gpu.h5") as g, h5py.File(tmp_path / "cpu.h5") as c:
+        names = []
+        c.visititems(lambda name, obj: names.append(name) if isinstance(obj, h5py.Dataset) else None)
+        assert {"predict/forces_spread", "predict/stress_predicted", "predict/atomic_energies"} <= set(names)
+        for name in names:
+            if c[name].dtype.kind == "f":
+                a, b = g[name][:], c[name][:]
+                np.testing.assert_array_equal(np.isnan(a), np.isnan(b))
+                close(np.nan_to_num(a), np.nan_to_num(b), rtol=1e-10)
+            else:
+                np.testing.assert_array_equal(g[name][:], c[name][:])

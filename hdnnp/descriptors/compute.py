@@ -118,13 +118,15 @@ def compute_raw(positions, cell, pbc, species, feature_set, derivatives: bool = 
 def compute_raw_batch(frames, feature_set, device: str = "cpu", precision: str = "float64") -> list:
     """:func:`compute_raw` (all candidates, values only) of every frame ((positions, cell, pbc,
     species) each); on a GPU in launches of many frames."""
-    columns = np.arange(feature_set.n_candidates)
-    frames = [(np.asarray(p, float), c, b, np.asarray(z, np.int64)) for p, c, b, z in frames]
-    plan = _plan_of(frames, feature_set, columns) if frames else None
-    if frames and _on_gpu(device, plan):
-        from hdnnp.kernels import gpu
+    from hdnnp.kernels import resolve_device
 
-        return [r[0] for r in gpu.raw_batch(frames, plan, launcher=gpu.cuda_launcher(precision))]
+    frames = [(np.asarray(p, float), c, b, np.asarray(z, np.int64)) for p, c, b, z in frames]
+    if frames and resolve_device(device) == "gpu":
+        plan = _plan_of(frames, feature_set, np.arange(feature_set.n_candidates))
+        if _on_gpu(device, plan):
+            from hdnnp.kernels import gpu
+
+            return [r[0] for r in gpu.raw_batch(frames, plan, launcher=gpu.cuda_launcher(precision))]
     return [compute_raw(*f, feature_set, device="cpu") for f in frames]
 
 
@@ -191,14 +193,17 @@ def compute_descriptors_batch(frames, feature_set, derivatives: bool = False, de
                               stress: bool = False, precision: str = "float64") -> list[dict]:
     """:func:`compute_descriptors` of every frame of ``frames`` ((positions, cell, pbc, species)
     each); on a GPU, frames that need the same columns go in launches of many frames."""
+    from hdnnp.kernels import resolve_device
+
     derivatives = derivatives or stress
+    gpu_asked = resolve_device(device) == "gpu"
     out = []
     for k0, k1, present, columns, column_of in _groups(frames, feature_set, stress):
         single = len(present) == 1  # the ranging's factor is applied inside the pass
         scale = feature_set.derivative_factor(present[0]) if single else None
         run = [(np.asarray(p, float), c, b, np.asarray(z, np.int64)) for p, c, b, z in frames[k0:k1]]
-        plan = _plan_of(run, feature_set, columns)
-        if _on_gpu(device, plan):
+        plan = _plan_of(run, feature_set, columns) if gpu_asked else None
+        if plan is not None and _on_gpu(device, plan):
             from hdnnp.kernels import gpu
 
             raw = gpu.raw_batch(run, plan, derivatives, stress, scale, gpu.cuda_launcher(precision))
@@ -313,6 +318,10 @@ def adjoint_evaluation_batch(frames, feature_set, networks, stress: bool = False
     """:func:`adjoint_evaluation` of every frame ((positions, cell, pbc, species) each). On a GPU
     (:func:`hdnnp.kernels.gpu.adjoint_batch`) frames that need the same columns go in launches
     of many frames, and the networks run on the device."""
+    from hdnnp.kernels import resolve_device
+
+    if resolve_device(device) != "gpu":
+        return [adjoint_evaluation(*f, feature_set, networks, stress) for f in frames]
     out = []
     for k0, k1, present, columns, column_of in _groups(frames, feature_set, stress):
         run = [(np.asarray(p, float), c, b, np.asarray(z, np.int64)) for p, c, b, z in frames[k0:k1]]

@@ -93,12 +93,15 @@ def _predict_frames_adjoint(potential, frames, result: _SetResult, atomic: bool,
                             precision: str, temperature, step, where: str, first_frame: int):
     """Energies and forces of a block of frames by the GPU's adjoint pass
     (:func:`hdnnp.descriptors.compute.adjoint_evaluation_batch`): descriptors, networks and the
-    force contraction on the device, many frames per launch; ∂G/∂r is never formed or copied."""
+    force contraction on the device, many frames per launch; ∂G/∂r is never formed or copied.
+    False (nothing added) where the adjoint pass is not available for these functions."""
     from hdnnp.descriptors.compute import adjoint_evaluation_batch
     from hdnnp.model import extrapolation_of
 
     out = adjoint_evaluation_batch([(f.positions, f.cell, f.pbc, f.species) for f in frames], potential.feature_set,
                                    potential._member_networks, False, device, precision)
+    if any(o is None for o in out):  # functions the kernels do not take, and no compiled CPU path
+        return False
     n_atoms = np.array([len(f.species) for f in frames])
     members = {"energy_pred": [np.array([o[1][m].sum() for o in out]) for m in range(potential.n_members)],
                "forces_pred": [np.concatenate([o[2][m] for o in out]) for m in range(potential.n_members)]}
@@ -119,6 +122,7 @@ def _predict_frames_adjoint(potential, frames, result: _SetResult, atomic: bool,
         periodic = np.array([bool(np.all(f.pbc)) for f in frames])
         result.add(stress_predicted=np.where(periodic[:, None, None], strain / volume[:, None, None], np.nan),
                    stress_reference=stresses_of(frames))
+    return True
 
 
 def _record(potential, members: dict, result: _SetResult, forces: bool, atomic: bool, temperature, step,
@@ -173,9 +177,9 @@ def _predict_chunk(item, potential, forces: bool, atomic: bool, stress: bool, de
 
     f0, frames, data, temperature, step, group = item
     res = _SetResult()
-    if data is None and forces and resolve_device(device) == "gpu":
-        _predict_frames_adjoint(potential, frames, res, atomic, stress, device, "float64", temperature, step, where,
-                                f0)
+    if (data is None and forces and resolve_device(device) == "gpu"
+            and _predict_frames_adjoint(potential, frames, res, atomic, stress, device, "float64", temperature,
+                                        step, where, f0)):
         res.add(group=group)
         return res.parts
     if data is None:
