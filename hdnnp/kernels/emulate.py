@@ -159,9 +159,5 @@ class EmulatedLauncher:
                                              packed)
 
     @staticmethod
-    def scatter_add(out, index, values):
-        np.add.at(out, index, values)
-
-    @staticmethod
     def to_host(a):
         return np.asarray(a)

@@ -16,8 +16,9 @@ neighbour list built on the device (:func:`device_frames`; periodic frames) or b
   MD).
 
 ``precision="float32"`` evaluates the symmetry functions in single precision (the neighbour
-list, the network and the force sums stay in double); ``scripts/bench_gpu.py`` measures its
-error against float64.
+list, the network and the force sums stay in double); ``scripts/gpu_check.py`` measures its
+error against float64. No floating-point atomics anywhere: every sum has a fixed order, so a
+batch gives the same bits every time.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import numpy as np
 from hdnnp.errors import HdnnpError
 
 KERNEL_SOURCE = Path(__file__).with_name("symmetry.cu")
-KERNEL_NAMES = ("nl_build", "sf_entries", "sf_walk", "sf_virial", "sf_contract")
+KERNEL_NAMES = ("nl_build", "sf_entries", "sf_walk", "sf_virial", "sf_contract", "segment_sum")
 #: precision name -> (C type of ``real`` in symmetry.cu, NumPy type)
 PRECISIONS = {"float64": ("double", np.float64), "float32": ("float", np.float32)}
 #: Bounds of one angular block in symmetry.cu (MAX_ANG, MAX_RAD).
@@ -60,10 +61,8 @@ class CudaLauncher:
         if status:
             raise HdnnpError(f"GPU symmetry functions unavailable: {status}")
         import cupy
-        import cupyx
 
         self.xp = cupy
-        self._scatter = cupyx.scatter_add
         self.precision = precision
         self.dtype = np.dtype(PRECISIONS[precision][1])
         self._module = cupy.RawModule(code=KERNEL_SOURCE.read_text(),
@@ -73,9 +72,6 @@ class CudaLauncher:
         if grid == 0:
             return
         self._module.get_function(name)((int(grid),), (int(block),), tuple(args), shared_mem=int(shared_mem))
-
-    def scatter_add(self, out, index, values):
-        self._scatter(out, index, values)
 
     def to_host(self, a):
         return self.xp.asnumpy(a)
@@ -169,6 +165,7 @@ class DeviceFrames:
     vec: object
     dist: object
     el_j: object
+    by_j: tuple | None = None  # entries grouped by neighbour atom (made when forces need it)
 
     @property
     def n_atoms(self) -> int:
@@ -337,21 +334,40 @@ def contract(launcher, fd: DeviceFrames, tables: DeviceTables, weights, etab=Non
     return dedr[:fd.n_entries].astype(np.float64)
 
 
+def segment_sum(launcher, seg_start, values, order=None):
+    """out[s] = Σ values[k] over the items k of segment s (``seg_start`` (n_seg + 1,), host),
+    k = order[m] (or m) for m in seg_start[s]..seg_start[s+1]−1, summed in that order on the
+    device (``segment_sum``): a scatter-add without atomics. ``values`` (n, ...) float64."""
+    xp = launcher.xp
+    n_seg = len(seg_start) - 1
+    width = int(np.prod(values.shape[1:]))
+    out = xp.zeros((n_seg, *values.shape[1:]))
+    if n_seg and width and len(values):
+        launcher("segment_sum", n_seg, min(128, -(-width // 32) * 32),
+                 (np.int64(n_seg), xp.asarray(np.asarray(seg_start, np.int64)),
+                  xp.asarray(np.zeros(1, np.int64) if order is None else np.asarray(order, np.int64)),
+                  np.int32(order is not None), np.int64(width), xp.ascontiguousarray(values, np.float64), out))
+    return out
+
+
+def _by_neighbour(fd: DeviceFrames):
+    """The entries grouped by their neighbour atom j: (segment starts (n_atoms + 1), order), host."""
+    if fd.by_j is None:
+        order = np.argsort(fd.j_host, kind="stable")
+        fd.by_j = (np.searchsorted(fd.j_host[order], np.arange(fd.n_atoms + 1)), order)
+    return fd.by_j
+
+
 def forces_and_strain(launcher, fd: DeviceFrames, dedr):
     """Forces (n_atoms, 3) eV/Å and strain derivatives ∂E/∂ε (n_frames, 3, 3) eV from dE/dR_p.
 
     R_p = r_j − r_i + T_p, so F_k = −∂E/∂r_k = Σ_{p: i_p = k} dE/dR_p − Σ_{p: j_p = k} dE/dR_p, and
     ∂E/∂ε_ab = Σ_p R_p,a dE/dR_p,b over the frame's entries (as :func:`~hdnnp.descriptors.fast.adjoint_pass`).
     """
-    xp = launcher.xp
-    forces = xp.zeros((fd.n_atoms, 3))
-    strain = xp.zeros((len(fd.atom_first) - 1, 9))
-    if fd.n_entries:
-        launcher.scatter_add(forces, fd.i, dedr)
-        launcher.scatter_add(forces, fd.j, -dedr)
-        frame_of_entry = xp.asarray(np.repeat(np.arange(len(fd.entry_first) - 1), np.diff(fd.entry_first)))
-        outer = (fd.vec.astype(np.float64)[:, :, None] * dedr[:, None, :]).reshape(-1, 9)
-        launcher.scatter_add(strain, frame_of_entry, outer)
+    by_j, order = _by_neighbour(fd)
+    forces = segment_sum(launcher, fd.start, dedr) - segment_sum(launcher, by_j, dedr, order)
+    outer = (fd.vec.astype(np.float64)[:, :, None] * dedr[:, None, :]).reshape(-1, 9)
+    strain = segment_sum(launcher, fd.entry_first, outer)
     return forces, strain.reshape(-1, 3, 3)
 
 
@@ -395,10 +411,11 @@ def raw_batch(frames, plan, derivatives: bool = False, virial: bool = False, der
         if derivatives:
             xp = launcher.xp
             pair_i, pair_j, entry_pair, self_pair = atom_pairs(fd.start, fd.j_host)
-            dpair = xp.zeros((len(pair_i), tables.n_cols, 3), launcher.dtype)
-            launcher.scatter_add(dpair, xp.asarray(entry_pair), dentry)
-            launcher.scatter_add(dpair, xp.asarray(self_pair)[fd.i], -dentry)
-            dpair = launcher.to_host(dpair).astype(np.float64)
+            d64 = dentry.astype(np.float64, copy=False)
+            order = np.argsort(entry_pair, kind="stable")
+            dpair = segment_sum(launcher, np.searchsorted(entry_pair[order], np.arange(len(pair_i) + 1)), d64, order)
+            dpair[xp.asarray(self_pair)] -= segment_sum(launcher, fd.start, d64)  # every atom's self pair
+            dpair = launcher.to_host(dpair)
             w = launcher.to_host(entry_virials(launcher, fd, dentry)).astype(np.float64) if virial else None
             pair_first = np.searchsorted(pair_i, fd.atom_first)
         for f in range(k1 - k0):

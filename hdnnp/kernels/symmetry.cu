@@ -16,9 +16,11 @@
 //   sf_walk     values; with derivatives also dG_ic/dR_p per entry p (thread p owns its rows)
 //   sf_virial   W_i[c, a, b] = sum_p R_p,a dG_ic/dR_p,b (block = atom, threads = columns)
 //   sf_contract dE/dR_p = sum_c w_ic dG_ic/dR_p for w = dE/dG: forces without forming dG/dr
+//   segment_sum sums over segments of items in a given order (forces, pair derivatives, strain)
 //
 // Determinism: no floating-point atomics; every sum runs in a fixed order (per-thread partial
-// sums in shared memory, added in thread order), so a launch gives the same bits every time.
+// sums in shared memory, added in thread order; segment sums in item order), so a launch gives
+// the same bits every time.
 //
 // REAL is double (default) or float (the float32 mode: compiled with -DREAL=float); the
 // neighbour list is always built in double. Literal constants are cast with R() so that float
@@ -421,6 +423,23 @@ extern "C" __global__ void sf_virial(const long long n_atoms, const long long* s
             for (int a = 0; a < 3; ++a)
                 for (int b = 0; b < 3; ++b) wv[3 * a + b] += vec[3 * p + a] * dentry[(p * n_cols + c) * 3 + b];
         for (int k = 0; k < 9; ++k) virial[(i * n_cols + c) * 9 + k] = wv[k];
+    }
+}
+
+// out[s, c] = sum of values[k, c] over the items k of segment s, in order: k = order[m] (or m
+// without an order) for m in seg_start[s] .. seg_start[s + 1] - 1. Block = segment, threads
+// stride over the columns. The deterministic replacement of a scatter-add (forces from
+// dE/dR_p, derivatives of atom pairs from those of entries, strain derivatives of frames).
+extern "C" __global__ void segment_sum(const long long n_seg, const long long* seg_start, const long long* order,
+                                       const int use_order, const long long width, const double* values,
+                                       double* out) {
+    const long long s = blockIdx.x;
+    if (s >= n_seg) return;
+    for (long long c = threadIdx.x; c < width; c += blockDim.x) {
+        double sum = 0.0;
+        for (long long m = seg_start[s]; m < seg_start[s + 1]; ++m)
+            sum += values[(use_order ? order[m] : m) * width + c];
+        out[s * width + c] = sum;
     }
 }
 
