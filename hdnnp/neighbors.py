@@ -50,40 +50,63 @@ class NeighborList:
 
 
 def plane_spacings(cell) -> np.ndarray:
-    """Distances d_k (Å) between neighbouring lattice planes spanned by the other two vectors."""
+    """Distances d_k (Å) between neighbouring lattice planes spanned by the other two vectors:
+    (3,) for a cell (3, 3), (F, 3) for cells (F, 3, 3)."""
     cell = np.asarray(cell, float)
-    volume = abs(np.linalg.det(cell))
-    cross = np.array([np.cross(cell[1], cell[2]), np.cross(cell[2], cell[0]), np.cross(cell[0], cell[1])])
-    return volume / np.linalg.norm(cross, axis=1)
+    volume = np.abs(np.linalg.det(cell))
+    a, b, c = cell[..., 0, :], cell[..., 1, :], cell[..., 2, :]
+    cross = np.stack([np.cross(b, c), np.cross(c, a), np.cross(a, b)], axis=-2)
+    return np.asarray(volume)[..., None] / np.linalg.norm(cross, axis=-1)
 
 
 def periodic_geometry(positions, cell, pbc, cutoff: float):
-    """Checked geometry of a frame periodic in some direction: fractional coordinates
-    (n, 3), the integer offsets (n, 3) that wrap them into [0, 1) along the periodic directions
-    (0 along the others), and the reach
-    Rc / d_k per direction (0 where not periodic), d_k the lattice plane spacings. A singular
-    cell, a cell far too small for the cutoff, or atoms absurdly far outside the cell raise
-    :class:`HdnnpError`. None for a frame without atoms."""
-    pbc = np.broadcast_to(np.asarray(pbc, bool), (3,))
-    cell = np.asarray(cell, float).reshape(3, 3)
+    """Checked geometry of a frame periodic in some direction (:func:`periodic_geometry_batch`
+    of one frame): fractional coordinates (n, 3), wrapping offsets (n, 3) and the reach (3,);
+    None for a frame without atoms."""
     if len(positions) == 0:
         return None
-    if abs(np.linalg.det(cell)) < 1e-12:
+    frac, offset, reach = periodic_geometry_batch(np.asarray(positions, float), [0, len(positions)],
+                                                  np.asarray(cell, float).reshape(1, 3, 3),
+                                                  np.broadcast_to(np.asarray(pbc, bool), (1, 3)), cutoff)
+    return frac, offset, reach[0]
+
+
+def periodic_geometry_batch(positions, atom_first, cells, pbc, cutoff: float):
+    """Checked geometry of frames periodic in some direction, all at once.
+
+    ``positions`` (N, 3) Å of the frames' atoms, frame f's being ``atom_first[f]`` ..
+    ``atom_first[f + 1]`` − 1; ``cells`` (F, 3, 3); ``pbc`` (F, 3). Returns the fractional
+    coordinates (N, 3), the integer offsets (N, 3) that wrap them into [0, 1) along the periodic
+    directions (0 along the others, where atoms are neither wrapped nor imaged: the lattice
+    vector there only needs to be non-degenerate), and the reach Rc / d_k (F, 3) per direction
+    (0 where not periodic), d_k the lattice plane spacings. A singular cell, a cell far too small
+    for the cutoff, or atoms absurdly far outside the cell raise :class:`HdnnpError`.
+    """
+    cells = np.asarray(cells, float).reshape(-1, 3, 3)
+    pbc = np.asarray(pbc, bool).reshape(-1, 3)
+    n_per = np.diff(np.asarray(atom_first, np.int64))
+    if np.any(np.abs(np.linalg.det(cells)) < 1e-12):
         raise HdnnpError("periodic frame with a singular (zero-volume) cell")
-    # fractional coordinates; along non-periodic directions atoms are neither wrapped
-    # nor imaged (the lattice vector there only needs to be non-degenerate)
-    frac = np.linalg.solve(cell.T, np.asarray(positions, float).T).T
-    spacing = plane_spacings(cell)
+    spacing = plane_spacings(cells)
     reach = np.where(pbc, cutoff / spacing, 0.0)  # fractional skin width per direction
-    n_cells = int(np.prod(2 * np.ceil(reach) + 1))
-    if n_cells * len(positions) > MAX_IMAGE_ATOMS:
-        raise HdnnpError(f"the cell (plane spacings {', '.join(f'{d:.3g}' for d in spacing)} Å) is far too "
-                         f"small for the cutoff {cutoff:g} Å: {n_cells} periodic images of {len(positions)} atoms; "
+    n_cells = np.prod(2 * np.ceil(reach) + 1, axis=1).astype(np.int64)
+    bad = np.flatnonzero(n_cells * n_per > MAX_IMAGE_ATOMS)
+    if len(bad):
+        k = bad[0]
+        raise HdnnpError(f"the cell (plane spacings {', '.join(f'{d:.3g}' for d in spacing[k])} Å) is far too "
+                         f"small for the cutoff {cutoff:g} Å: {n_cells[k]} periodic images of {n_per[k]} atoms; "
                          "are the lengths in the wrong unit?")
-    away = np.abs(np.where(pbc, frac, 0.0)).max()
+    positions = np.asarray(positions, float)
+    if len(cells) == 1:
+        frac = np.linalg.solve(cells[0].T, positions.T).T
+    else:
+        frame_of = np.repeat(np.arange(len(cells)), n_per)
+        frac = np.einsum("na,nab->nb", positions, np.linalg.inv(cells)[frame_of])
+    periodic = np.repeat(pbc, n_per, axis=0)
+    away = np.abs(np.where(periodic, frac, 0.0)).max(initial=0.0)
     if away > MAX_CELLS_AWAY:
         raise HdnnpError(f"an atom lies {away:.3g} cell lengths outside the cell: broken coordinates")
-    return frac, np.where(pbc, -np.floor(frac), 0.0).astype(np.int64), reach
+    return frac, np.where(periodic, -np.floor(frac), 0.0).astype(np.int64), reach
 
 
 def neighbor_list(positions, cell, pbc, cutoff: float) -> NeighborList:

@@ -93,7 +93,7 @@ def test_neighbour_list_equals_the_cpu_list(launcher, cell, n, pbc, binned):
     triclinic box of three bins of width Rc per direction (the cell list, bins wrapped)."""
     pos = np.random.default_rng(2).uniform(-2, 3, (n, 3)) @ cell
     geometry = periodic_geometry(pos, cell, pbc, 4.5)
-    assert (all(pbc) and gpu._bins(geometry[2], n) is not None) == binned
+    assert (all(pbc) and gpu._bins(geometry[2], n)[0, 0] > 0) == binned
     for frames in ([(pos, cell, pbc, np.full(n, CU))], [(pos[:3], cell, pbc, np.full(3, CU))] * 2
                    + [(pos, cell, pbc, np.full(n, CU))]):
         fd = gpu.device_frames(launcher(), frames, 4.5, lambda z: np.zeros(len(z), int))
@@ -301,3 +301,23 @@ def test_predict_stage_on_the_gpu_equals_the_cpu(launcher, tmp_path, monkeypatch
                 close(np.nan_to_num(a), np.nan_to_num(b), rtol=1e-10)
             else:
                 np.testing.assert_array_equal(g[name][:], c[name][:])
+
+
+@pytest.mark.parametrize("real", ["double", "float"])
+def test_the_cuda_source_compiles_for_a_gpu(tmp_path, real):
+    """Where CUDA's compiler is installed: symmetry.cu compiles for sm_90 (H100/H200) in both
+    precisions with the options CuPy is given, every kernel present, no register spills."""
+    import shutil
+    import subprocess
+
+    nvcc = shutil.which("nvcc")
+    if nvcc is None:
+        pytest.skip("nvcc is not installed")
+    run = subprocess.run([nvcc, "-arch=sm_90", "-cubin", "-std=c++14", f"-DREAL={real}", "-Xptxas", "-v",
+                          "-o", str(tmp_path / "k.cubin"), str(gpu.KERNEL_SOURCE)], capture_output=True, text=True)
+    log = run.stdout + run.stderr
+    assert run.returncode == 0, log[-3000:]
+    for name in gpu.KERNEL_NAMES:
+        assert f"Compiling entry function '{name}'" in log, name
+    assert "bytes spill stores" in log and all(" 0 bytes spill stores" in line for line in log.splitlines()
+                                                if "spill stores" in line), log

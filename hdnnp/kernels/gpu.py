@@ -176,18 +176,16 @@ class DeviceFrames:
         return int(self.entry_first[-1])
 
 
-def _bins(reach, n_atoms: int):
-    """Bins per direction of a cell list for a frame periodic in all directions: as many as fit
-    with a width >= Rc (plane spacing / Rc, floored), fewer where that would give more than two
-    bins per atom; None when some direction holds fewer than 3 (the 27 bins around an atom would
-    not be distinct)."""
-    n = np.floor((1.0 - 1e-9) / np.asarray(reach, float))
-    if np.any(n < 3):
-        return None
-    excess = np.prod(n) / max(2 * n_atoms, 27)
-    if excess > 1:
-        n = np.maximum(3, np.floor(n / excess ** (1 / 3)))
-    return n.astype(np.int64)
+def _bins(reach, n_atoms):
+    """Bins per direction of the cell lists of frames periodic in all directions (reach (F, 3),
+    atoms (F,)): as many as fit with a width >= Rc (plane spacing / Rc, floored), fewer where
+    that would give more than two bins per atom; a row of 0 where some direction holds fewer
+    than 3 (the 27 bins around an atom would not be distinct)."""
+    reach = np.asarray(reach, float).reshape(-1, 3)
+    n = np.floor((1.0 - 1e-9) / np.maximum(reach, 1e-300))
+    excess = np.prod(np.minimum(n, 1e6), axis=1) / np.maximum(2 * np.asarray(n_atoms, float), 27.0)
+    n = np.where((excess > 1)[:, None], np.maximum(3, np.floor(n / np.maximum(excess, 1.0)[:, None] ** (1 / 3))), n)
+    return np.where(np.all(n >= 3, axis=1)[:, None], n, 0).astype(np.int64)
 
 
 def device_frames(launcher, frames, cutoff: float, element_index) -> DeviceFrames:
@@ -196,55 +194,63 @@ def device_frames(launcher, frames, cutoff: float, element_index) -> DeviceFrame
     ``nl_build`` lists frames periodic in all directions whose every direction holds 3 bins of
     width >= Rc from a cell list (O(N)), and other periodic frames of at most
     :data:`NL_DEVICE_MAX_ATOMS` atoms by trying every atom pair and lattice shift in reach; the
-    cell is checked like :func:`hdnnp.neighbors.neighbor_list` does. Clusters, and the rest, get
-    the CPU's list, copied. ``element_index(species)`` maps atomic numbers to the plan's element
-    indices.
+    cells are checked as :func:`hdnnp.neighbors.neighbor_list` checks them, all frames at once.
+    Clusters, and the rest, get the CPU's list, copied. ``element_index(species)`` maps atomic
+    numbers to the plan's element indices.
     """
-    from hdnnp.neighbors import neighbor_list, periodic_geometry
+    from hdnnp.neighbors import neighbor_list, periodic_geometry_batch
 
     xp = launcher.xp
     n_frames = len(frames)
     n_per = np.array([len(f[0]) for f in frames], np.int64)
     atom_first = np.concatenate([[0], np.cumsum(n_per)]).astype(np.int64)
     n_atoms = int(atom_first[-1])
-    el = np.concatenate([element_index(np.asarray(f[3], np.int64)) for f in frames] or [np.zeros(0, np.int64)])
-    on_device = np.zeros(n_frames, bool)
-    counts = np.zeros(n_atoms, np.int64)
-    cpu_parts = {}
+    el = element_index(np.concatenate([np.asarray(f[3], np.int64) for f in frames] or [np.zeros(0, np.int64)]))
+    pbc = np.array([np.broadcast_to(np.asarray(f[2], bool), (3,)) for f in frames]).reshape(-1, 3)
     frac = np.zeros((n_atoms, 3))
     cells = np.zeros((n_frames, 9))
     reach = np.full((n_frames, 3), -1.0)
-    bins = np.zeros((n_frames, 3), np.int32)
-    bin_first = np.zeros(n_frames, np.int64)
-    atom_bin = np.zeros((n_atoms, 3), np.int32)
-    bin_counts, cell_atoms = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
-    for k, (positions, cell, pbc, _) in enumerate(frames):
-        a0, a1 = atom_first[k], atom_first[k + 1]
-        pbc = np.broadcast_to(np.asarray(pbc, bool), (3,))
-        geometry = periodic_geometry(np.asarray(positions, float), cell, pbc, cutoff) if pbc.any() else None
-        n_bins = _bins(geometry[2], a1 - a0) if geometry is not None and pbc.all() else None
-        if geometry is None or (n_bins is None and a1 - a0 > NL_DEVICE_MAX_ATOMS):
-            nl = neighbor_list(positions, cell, pbc, cutoff)
-            cpu_parts[k] = nl
-            counts[a0:a1] = np.diff(nl.start)
-            continue
-        on_device[k] = True
-        frac_k, offset_k, reach_k = geometry
-        frac[a0:a1] = frac_k + offset_k
-        cells[k] = np.asarray(cell, float).reshape(9)
-        reach[k] = np.where(pbc, reach_k, -1.0)
-        if n_bins is not None:
-            c = np.minimum((frac[a0:a1] * n_bins).astype(np.int64), n_bins - 1)
-            linear = (c[:, 0] * n_bins[1] + c[:, 1]) * n_bins[2] + c[:, 2]
-            bins[k], bin_first[k] = n_bins, sum(len(b) for b in bin_counts)
-            atom_bin[a0:a1] = c
-            bin_counts.append(np.bincount(linear, minlength=int(np.prod(n_bins))))
-            cell_atoms.append(a0 + np.argsort(linear, kind="stable"))
-    cell_start = np.concatenate([[0], np.cumsum(np.concatenate(bin_counts))]).astype(np.int64)
+    bins = np.zeros((n_frames, 3), np.int64)
+    periodic = np.flatnonzero(pbc.any(axis=1) & (n_per > 0))
+    if len(periodic):  # geometry of all periodic frames at once
+        rows = np.repeat(np.isin(np.arange(n_frames), periodic), n_per)
+        sub_cells = np.array([np.asarray(frames[k][1], float).reshape(3, 3) for k in periodic])
+        f_k, o_k, reach_k = periodic_geometry_batch(np.concatenate([np.asarray(frames[k][0], float) for k in periodic]),
+                                                    np.concatenate([[0], np.cumsum(n_per[periodic])]), sub_cells,
+                                                    pbc[periodic], cutoff)
+        frac[rows] = f_k + o_k
+        cells[periodic] = sub_cells.reshape(-1, 9)
+        reach[periodic] = np.where(pbc[periodic], reach_k, -1.0)
+        full = pbc[periodic].all(axis=1)
+        bins[periodic[full]] = _bins(reach_k[full], n_per[periodic[full]])
+    binned = bins[:, 0] > 0
+    on_device = np.zeros(n_frames, bool)
+    on_device[periodic] = binned[periodic] | (n_per[periodic] <= NL_DEVICE_MAX_ATOMS)
+    cells[~on_device], reach[~on_device] = 0.0, -1.0  # nl_build finds nothing for these atoms
+    counts = np.zeros(n_atoms, np.int64)
+    cpu_parts = {}
+    for k in np.flatnonzero(~on_device):
+        positions, cell, frame_pbc, _ = frames[k]
+        cpu_parts[k] = neighbor_list(positions, cell, frame_pbc, cutoff)
+        counts[atom_first[k]:atom_first[k + 1]] = np.diff(cpu_parts[k].start)
+    # cell lists: bin of every atom of a binned frame, atoms sorted by (frame, bin)
+    frame_of_atom = np.repeat(np.arange(n_frames), n_per)
+    in_bins = binned[frame_of_atom]
+    nb = bins[frame_of_atom[in_bins]]
+    atom_bin = np.zeros((n_atoms, 3), np.int64)
+    atom_bin[in_bins] = np.minimum((frac[in_bins] * nb).astype(np.int64), nb - 1)
+    bin_first = np.concatenate([[0], np.cumsum(np.prod(bins, axis=1))]).astype(np.int64)
+    c = atom_bin[in_bins]
+    global_bin = bin_first[frame_of_atom[in_bins]] + (c[:, 0] * nb[:, 1] + c[:, 1]) * nb[:, 2] + c[:, 2]
+    cell_atoms = np.flatnonzero(in_bins)[np.argsort(global_bin, kind="stable")]
+    cell_start = np.concatenate([[0], np.cumsum(np.bincount(global_bin, minlength=int(bin_first[-1])))])
+    atom_bin, bins, bin_first = atom_bin.astype(np.int32), bins.astype(np.int32), bin_first[:-1]
+    cell_atoms = cell_atoms.astype(np.int64) if len(cell_atoms) else np.zeros(1, np.int64)
+    cell_start = cell_start.astype(np.int64)
     frame_of = np.repeat(np.arange(n_frames, dtype=np.int32), n_per)
     args = (xp.asarray(frame_of), xp.asarray(atom_first), xp.asarray(frac), xp.asarray(cells), xp.asarray(reach),
             xp.asarray(bins), xp.asarray(bin_first), xp.asarray(atom_bin), xp.asarray(cell_start),
-            xp.asarray(np.concatenate(cell_atoms) if n_atoms else np.zeros(1, np.int64)), np.float64(cutoff))
+            xp.asarray(cell_atoms), np.float64(cutoff))
     count_d = xp.zeros(n_atoms, np.int64)
     dummy_i, dummy_f = xp.zeros(1, np.int64), xp.zeros(1, np.float64)
     if on_device.any():
