@@ -1,4 +1,7 @@
-"""GPU kernels (CUDA source compiled by CuPy) and the choice of backend.
+"""GPU kernels and the choice of backend.
+
+``symmetry.cu`` holds the CUDA kernels, ``gpu.py`` runs batches of frames through them with
+CuPy, ``emulate.py`` runs the same source on the CPU (tests).
 
 ``resolve_device("auto" | "cpu" | "gpu")`` returns ``"cpu"`` or ``"gpu"``: ``auto`` picks the
 GPU when CuPy imports and sees a CUDA device; ``gpu`` raises :class:`HdnnpError` when it does not.
