@@ -5,7 +5,7 @@ Run from the source tree, no install needed (the GPU machine's packages suffice:
 h5py, click, matplotlib, CuPy; Numba, ASE and pytest are used when present)::
 
     bash scripts/gpu_check.sh            # the GPU tests (if pytest is there), then this script
-    python scripts/gpu_check.py [--boxes 512] [--repeats 5] [--skip-training] [--json FILE]
+    python scripts/gpu_check.py [--boxes 512] [--repeats 5] [--md-supercells 2,4] [--skip-training] [--json FILE]
 
 1. **Checks** (float64, GPU against the CPU path of the same process, max |GPU − CPU| / max |CPU|,
    tolerance 1e-10): raw values of the 84 seed candidates; scaled descriptors with per-pair and
@@ -20,6 +20,7 @@ h5py, click, matplotlib, CuPy; Numba, ASE and pytest are used when present)::
    derivatives (training data, copied to the host); energy + forces (adjoint: networks and
    contraction on the device, forces copied back), float64 and float32. The CPU figure beside
    it: this process, one thread, the compiled path where Numba is installed (else NumPy).
+   Then an MD step's evaluation, one box per call (256 and 2048 atoms), in atom-steps/s.
 4. **Training epoch time** (unless ``--skip-training``): the bundled example through
    ``prepare`` and ``symmetry --device gpu``, then ``train`` for 2 and 6 epochs on each device;
    the time per epoch is the difference / 4 (start-up cancels).
@@ -59,18 +60,20 @@ TE = 52
 TOLERANCE = 1e-10
 
 
-def te_boxes(n: int, seed: int = 0):
-    """``n`` 256-atom liquid-Te boxes: bundled 773 K frames, 2x2x2 supercells, displaced."""
+def te_boxes(n: int, seed: int = 0, supercell: int = 2):
+    """``n`` liquid-Te boxes of 32·supercell³ atoms (256 by default): bundled 773 K frames made
+    into supercells, displaced."""
     frames = read_history(ROOT / "data/example/HISTORY.Te.773K.gz")
     rng = np.random.default_rng(seed)
-    shifts = np.array([(a, b, c) for a in range(2) for b in range(2) for c in range(2)], float)
+    r = range(supercell)
+    shifts = np.array([(a, b, c) for a in r for b in r for c in r], float)
     out = []
     for k in range(n):
         f = frames[k % len(frames)]
         cell = np.asarray(f.cell, float)
         pos = (np.asarray(f.positions)[None, :, :] + (shifts @ cell)[:, None, :]).reshape(-1, 3)
         pos = pos + rng.normal(0.0, 0.05, pos.shape)
-        out.append((pos, 2.0 * cell, np.array([True, True, True]), np.full(len(pos), TE)))
+        out.append((pos, supercell * cell, np.array([True, True, True]), np.full(len(pos), TE)))
     return out
 
 
@@ -185,6 +188,21 @@ def throughput(pot, boxes, repeats: int):
     return out
 
 
+def md_steps(pot, repeats: int, supercells=(2, 4)):
+    """Atom-steps/s of one box's energy, forces and stress per call (an MD step's evaluation),
+    boxes of 32·s³ atoms for s in ``supercells`` (256 and 2048), on the GPU (float64) and the CPU."""
+    out = {}
+    for supercell in supercells:
+        box = te_boxes(1, seed=3, supercell=supercell)[0]
+        n = len(box[3])
+        out[(n, "gpu")] = n / timed(lambda: pot.evaluate(*box, stress=True, device="gpu"), repeats)
+        pot.evaluate(*box, stress=True, device="cpu")
+        t0 = time.perf_counter()
+        pot.evaluate(*box, stress=True, device="cpu")
+        out[(n, "cpu")] = n / (time.perf_counter() - t0)
+    return out
+
+
 def training_epochs(workdir: Path) -> dict:
     """Seconds per epoch of ``hdnnp train`` on each device, from runs of 2 and 6 epochs."""
     env = dict(os.environ, PYTHONPATH=f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
@@ -212,6 +230,7 @@ def main(argv=None) -> int:
     parser.add_argument("--boxes", type=int, default=512)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--check-boxes", type=int, default=3)
+    parser.add_argument("--md-supercells", default="2,4", help="MD step boxes: supercells of the 32-atom frames")
     parser.add_argument("--skip-training", action="store_true")
     parser.add_argument("--json", default=str(Path(os.environ.get("OUT", ".")) / "gpu_check.json"))
     args = parser.parse_args(argv)
@@ -248,6 +267,11 @@ def main(argv=None) -> int:
               f"{'' if cpu is None else f'{cpu:13.1f}'}")
     report["boxes_per_s"] = {f"{t} [{p}]": v for (t, p), v in rates.items()}
     print(f"(energy + forces float64: {256 * rates[('energy + forces', 'float64')]:.3g} atom-environments/s)")
+    steps = md_steps(pot, args.repeats, [int(s) for s in args.md_supercells.split(",")])
+    print(f"\n{'MD step (E, F, stress)':28s} {'GPU float64':>12s} {'CPU 1 thread':>13s}  atom-steps/s")
+    for n in sorted({n for n, _ in steps}):
+        print(f"{f'{n} atoms':28s} {steps[(n, 'gpu')]:12.0f} {steps[(n, 'cpu')]:13.0f}")
+    report["md_atom_steps_per_s"] = {f"{n} atoms [{d}]": v for (n, d), v in steps.items()}
 
     if not args.skip_training:
         with tempfile.TemporaryDirectory() as tmp:

@@ -22,7 +22,7 @@ def test_gpu_check_runs_on_the_emulated_gpu(tmp_path):
     env = dict(os.environ, PYTHONPATH=f"{ROOT / 'tests' / 'fake_cupy'}{os.pathsep}{ROOT}", OUT=str(tmp_path))
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
     run = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_check.sh"), "--boxes", "2", "--repeats", "1",
-                          "--check-boxes", "1", "--skip-training"], env=env, capture_output=True, text=True,
+                          "--check-boxes", "1", "--md-supercells", "2", "--skip-training"], env=env, capture_output=True, text=True,
                          timeout=900)
     out = run.stdout + run.stderr
     assert run.returncode == 0, out[-3000:]
