@@ -136,7 +136,8 @@ def _tables(plan, launcher) -> DeviceTables:
 
     digest = hashlib.sha1()
     for a in _flat(plan).arrays():
-        digest.update(np.asarray(a).tobytes())
+        a = np.asarray(a)
+        digest.update(f"{a.dtype}{a.shape}".encode() + a.tobytes())
     key = (id(launcher), digest.hexdigest())
     if key not in _TABLES:
         if len(_TABLES) >= 16:
