@@ -255,17 +255,6 @@ def test_no_data_races_under_thread_sanitizer(tmp_path):
     assert "ThreadSanitizer" not in run.stderr, run.stderr[-3000:]
 
 
-def test_atom_pairs_equal_the_compiled_bookkeeping():
-    """gpu.atom_pairs (one sort) gives the pairs, entry pairs and self pairs of fast._pairs."""
-    from hdnnp.descriptors.fast import _pairs
-
-    rng = np.random.default_rng(0)
-    start = np.concatenate([[0], np.cumsum(rng.integers(0, 30, 50))])
-    j = rng.integers(0, 50, start[-1])
-    for a, b in zip(gpu.atom_pairs(start, j), _pairs(start, j)):
-        np.testing.assert_array_equal(a, b)
-
-
 @pytest.mark.filterwarnings("ignore:.*extrapolate")
 def test_predict_stage_on_the_gpu_equals_the_cpu(launcher, tmp_path, monkeypatch):
     """``hdnnp predict --device gpu`` from structures (the adjoint path, several frames per

@@ -38,7 +38,7 @@ import os
 
 import numpy as np
 
-from hdnnp.descriptors.symmetry_functions import _TANH_PRE
+from hdnnp.descriptors.symmetry_functions import _TANH_PRE, atom_pairs
 from hdnnp.interrupts import deferred
 
 try:  # pragma: no cover - exercised by the CI environment, where numba is installed
@@ -209,33 +209,6 @@ def _entry_tables(e_begin, e_end, dist, rcs, ctype, calpha, rad_eta, rad_rs):
             d = r - rad_rs[e]
             expo[p, e] = np.exp(-rad_eta[e] * d * d)
     return fcs, dfcs, expo
-
-
-@_njit
-def _pairs(start, nb_j):
-    """Atom pairs (i, j), j = i included, sorted by i then j; the pair of every entry and the
-    self pair (i, i) of every atom."""
-    n_atoms = len(start) - 1
-    n_ent = len(nb_j)
-    entry_pair = np.empty(n_ent, np.int64)
-    self_pair = np.empty(n_atoms, np.int64)
-    pair_i = np.empty(n_ent + n_atoms, np.int64)
-    pair_j = np.empty(n_ent + n_atoms, np.int64)
-    n = 0
-    for i in range(n_atoms):
-        s, e = start[i], start[i + 1]
-        js = np.empty(e - s + 1, np.int64)
-        js[: e - s] = nb_j[s:e]
-        js[e - s] = i
-        uniq = np.unique(js)
-        for u in range(len(uniq)):
-            pair_i[n + u] = i
-            pair_j[n + u] = uniq[u]
-        for p in range(s, e):
-            entry_pair[p] = n + np.searchsorted(uniq, nb_j[p])
-        self_pair[i] = n + np.searchsorted(uniq, i)
-        n += len(uniq)
-    return pair_i[:n].copy(), pair_j[:n].copy(), entry_pair, self_pair
 
 
 # -- the walk -------------------------------------------------------------------------------
@@ -482,8 +455,7 @@ def symmetry_functions(nl, species, plan, derivatives: bool = False, virial: boo
     n_atoms = len(nl.start) - 1
     derivatives = derivatives or virial
     if derivatives:
-        with deferred():
-            pair_i, pair_j, entry_pair, self_pair = _pairs(nl.start, nl.j)
+        pair_i, pair_j, entry_pair, self_pair = atom_pairs(nl.i, nl.j, n_atoms)
     else:
         pair_i = pair_j = np.zeros(0, np.int64)
         entry_pair, self_pair = np.zeros(len(nl), np.int64), np.zeros(n_atoms, np.int64)

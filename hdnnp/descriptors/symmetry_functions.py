@@ -391,6 +391,19 @@ def _g4_block(nl, p, q, r2_jk, fc, dfc, block, plan, values, dentry, e0, e1):
     dentry[e0:e1, _as_index(pos)] += acc[:, :, :1] * nl.vector[e0:e1, None, :] + acc[:, :, 1:]
 
 
+def atom_pairs(i, j, n_atoms: int):
+    """Atom pairs of neighbour-list entries (central atom ``i``, neighbour ``j``), j = i included:
+    ``pair_i, pair_j`` sorted by i then j (every pair once, however many images it has), the
+    pair of every entry (n_entries,) and the self pair (i, i) of every atom (n_atoms,)."""
+    i = np.asarray(i, np.int64)
+    keys_nb = i * n_atoms + np.asarray(j, np.int64)
+    keys_self = np.arange(n_atoms, dtype=np.int64) * (n_atoms + 1)
+    keys, inverse = np.unique(np.concatenate([keys_nb, keys_self]), return_inverse=True)
+    inverse = inverse.ravel()
+    width = max(n_atoms, 1)
+    return keys // width, keys % width, inverse[:len(i)], inverse[len(i):]
+
+
 def pair_derivatives(nl, dentry, n_atoms: int):
     """Sum per-entry derivatives over images: ∂G_i/∂r_j for every atom pair, j = i included.
 
@@ -400,13 +413,10 @@ def pair_derivatives(nl, dentry, n_atoms: int):
     image of i itself add their own D.
     """
     n_cols = dentry.shape[1]
-    keys_nb = nl.i * n_atoms + nl.j
-    keys_self = np.arange(n_atoms, dtype=np.int64) * (n_atoms + 1)
-    keys, inverse = np.unique(np.concatenate([keys_nb, keys_self]), return_inverse=True)
-    inverse = inverse.ravel()
+    pair_i, pair_j, to_nb, self_pair = atom_pairs(nl.i, nl.j, n_atoms)
     n_ent = len(nl)
-    to_nb, to_self = inverse[:n_ent], inverse[n_ent + nl.i]
     flat = dentry.reshape(n_ent, n_cols * 3)
     ones = np.ones(n_ent)
-    dvalues = segment_sum(ones, to_nb, len(keys), flat) - segment_sum(ones, to_self, len(keys), flat)
-    return keys // n_atoms, keys % n_atoms, dvalues.reshape(len(keys), n_cols, 3)
+    dvalues = (segment_sum(ones, to_nb, len(pair_i), flat)
+               - segment_sum(ones, self_pair[nl.i], len(pair_i), flat))
+    return pair_i, pair_j, dvalues.reshape(len(pair_i), n_cols, 3)

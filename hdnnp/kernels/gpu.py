@@ -391,22 +391,13 @@ def _batches(frames, limit: int):
         yield k0, len(frames)
 
 
-def atom_pairs(start, j):
-    """Atom pairs (i, j), j = i included, sorted by i then j, of the entries (``start``, ``j``),
-    and the pair of every entry and the self pair of every atom (as
-    :func:`hdnnp.descriptors.fast._pairs`, vectorised: one sort, no per-atom loop)."""
-    n_atoms = len(start) - 1
-    i = np.repeat(np.arange(n_atoms, dtype=np.int64), np.diff(start))
-    keys = np.concatenate([i * n_atoms + np.asarray(j, np.int64), np.arange(n_atoms, dtype=np.int64) * (n_atoms + 1)])
-    unique, inverse = np.unique(keys, return_inverse=True)
-    return unique // max(n_atoms, 1), unique % max(n_atoms, 1), inverse[:len(i)], inverse[len(i):]
-
-
 def raw_batch(frames, plan, derivatives: bool = False, virial: bool = False, deriv_scale=None, launcher=None):
     """Per frame ``(values, (pair_i, pair_j, dvalues) or None, W or None)`` as NumPy (float64),
     the same as :func:`hdnnp.descriptors.fast.symmetry_functions` gives one frame, computed on
     the device for all ``frames`` in launches of at most :data:`BATCH_ATOMS` atoms
     (:data:`BATCH_ATOMS_DERIVATIVES` with derivatives)."""
+    from hdnnp.descriptors.symmetry_functions import atom_pairs
+
     launcher = launcher or cuda_launcher()
     tables = _tables(plan, launcher)
     derivatives = derivatives or virial
@@ -417,7 +408,8 @@ def raw_batch(frames, plan, derivatives: bool = False, virial: bool = False, der
         values = launcher.to_host(values).astype(np.float64)
         if derivatives:
             xp = launcher.xp
-            pair_i, pair_j, entry_pair, self_pair = atom_pairs(fd.start, fd.j_host)
+            pair_i, pair_j, entry_pair, self_pair = atom_pairs(np.repeat(np.arange(fd.n_atoms), np.diff(fd.start)),
+                                                               fd.j_host, fd.n_atoms)
             d64 = dentry.astype(np.float64, copy=False)
             order = np.argsort(entry_pair, kind="stable")
             dpair = segment_sum(launcher, np.searchsorted(entry_pair[order], np.arange(len(pair_i) + 1)), d64, order)
