@@ -73,6 +73,21 @@ def test_seed_grid_subsets_and_clusters(monkeypatch, pbc):
         close(a, b)
 
 
+def same_prediction(p1, p0, excess_rtol=0.0):
+    """Two paths' :class:`~hdnnp.model.Prediction` of one box: energy to 1e-12, atomic energies,
+    forces, stress and a committee's force spread to 1e-10, the extrapolation count exactly and
+    its largest excess to ``excess_rtol`` (0: exactly)."""
+    assert abs(p1.energy - p0.energy) <= 1e-12 * abs(p0.energy)
+    close(p1.atomic_energies, p0.atomic_energies)
+    close(p1.forces, p0.forces)
+    close(p1.stress, p0.stress)
+    assert (p1.forces_spread is None) == (p0.forces_spread is None)
+    if p0.forces_spread is not None:
+        close(p1.forces_spread, p0.forces_spread)
+    assert p1.extrapolation_count == p0.extrapolation_count
+    assert p1.extrapolation_max_excess == pytest.approx(p0.extrapolation_max_excess, rel=excess_rtol, abs=0)
+
+
 def random_model(rng, n_members=1):
     fs = custom_set(1, 0.0)
     boxes = [frame(s, n=9) for s in range(3)]
@@ -89,15 +104,7 @@ def test_adjoint_forces_and_stress_equal_the_materialised_derivatives(monkeypatc
     """Potential.evaluate contracts ∂E/∂G with cached derivative terms (no dG formed)."""
     pot = random_model(np.random.default_rng(5), n_members)
     pos, z = frame(11, n=9)
-    p1, p0 = both(monkeypatch, lambda: pot.evaluate(pos, CELL, True, z, forces=True, stress=True))
-    assert abs(p1.energy - p0.energy) <= 1e-12 * abs(p0.energy)
-    close(p1.atomic_energies, p0.atomic_energies)
-    close(p1.forces, p0.forces)
-    close(p1.stress, p0.stress)
-    if n_members > 1:
-        close(p1.forces_spread, p0.forces_spread)
-    assert (p1.extrapolation_count, p1.extrapolation_max_excess) == (p0.extrapolation_count,
-                                                                      p0.extrapolation_max_excess)
+    same_prediction(*both(monkeypatch, lambda: pot.evaluate(pos, CELL, True, z, forces=True, stress=True)))
     # no atoms at all: nothing to weigh, zero energy, forces and stress on both paths
     empty = both(monkeypatch, lambda: pot.evaluate(np.zeros((0, 3)), CELL, True, np.zeros(0, int), stress=True))
     for p in empty:
