@@ -7,7 +7,8 @@ Two ways to name inputs, which may be combined:
   ``<data_dir>/E.<system>.<T>K`` (either may carry ``.gz``);
 * by file: ``train_files`` / ``predict_files``, each ``PATH`` or ``PATH@T`` (``T`` in K, e.g.
   ``run1.xyz@673K``), in any format of :data:`FILE_FORMATS` or any format ASE reads. A DL_POLY
-  ``HISTORY.<x>`` file pairs with ``E.<x>`` in the same directory; its temperature is taken
+  ``HISTORY.<x>`` file pairs with ``E.<x>`` in the same directory, and with ``STRESS.<x>``
+  (reference stresses, optional: :func:`hdnnp.io.dlpoly.iter_stresses`) where that exists; its temperature is taken
   from a ``<T>K`` name ending when no ``@T`` is given. Otherwise the temperature is unknown
   (NaN).
 
@@ -64,10 +65,11 @@ class InputFile:
     format: str | None  # "dlpoly", "extxyz", "n2p2" or an ASE format name; None: ASE guesses
     temperature: float = math.nan  # K; NaN when unknown
     energy_path: Path | None = None  # DL_POLY energy file
+    stress_path: Path | None = None  # DL_POLY: the optional stress file STRESS<suffix> beside it
 
     @property
     def paths(self) -> list[Path]:
-        return [self.path] + ([self.energy_path] if self.energy_path is not None else [])
+        return [self.path] + [p for p in (self.energy_path, self.stress_path) if p is not None]
 
     @property
     def label(self) -> str:
@@ -249,6 +251,7 @@ def _file_entry(item, file_format: str | None, missing: list[str], format_requir
         if energy is None:
             missing.append(f"{path.parent / ('E' + name[len('HISTORY'):])}[.gz] (energies for {path.name})")
         entry.energy_path = energy
+        entry.stress_path = _with_gz(path.parent / ("STRESS" + name[len("HISTORY"):]))
     return entry
 
 
@@ -283,7 +286,7 @@ def resolve_inputs(data_dir=None, system=None, train=(), predict=(), train_files
                 missing.append(f"{base / f'E.{tag}'}[.gz]")
             selection.sets()[set_name].append(
                 InputFile(path=hist or base / f"HISTORY.{tag}", format="dlpoly", temperature=t,
-                          energy_path=energy))
+                          energy_path=energy, stress_path=_with_gz(base / f"STRESS.{tag}")))
     for set_name, items in (("train", train_files), ("predict", predict_files)):
         if isinstance(items, str):
             items = [items]

@@ -71,9 +71,10 @@ def run_set(name, data, work, args) -> dict:
            "--overwrite", "-q"], work)
     sym = timed([*hdnnp, "symmetry", "prepared.h5", "-o", "symmetry.h5", "--grid", args.grid, "--n-features",
                  str(args.n_features), "--cutoff", str(args.cutoff), "--overwrite", "-q"], work)
-    train_cmd = [*hdnnp, "train", "symmetry.h5", "-o", "model.h5", "--overwrite", "-q",
-                 "--stress-weight", str(args.stress_weight if name in WITH_STRESS else 0.0), "--hidden", args.hidden,
+    train_cmd = [*hdnnp, "train", "symmetry.h5", "-o", "model.h5", "--overwrite", "-q", "--hidden", args.hidden,
                  "--activation", args.activation, "--optimizer", args.optimizer]
+    if args.stress_weight is not None:  # else hdnnp train's automatic weight (0.1 where there are stresses)
+        train_cmd += ["--stress-weight", str(args.stress_weight if name in WITH_STRESS else 0.0)]
     for opt in ("epochs", "patience"):
         if getattr(args, opt) is not None:
             train_cmd += [f"--{opt}", str(getattr(args, opt))]
@@ -98,7 +99,7 @@ def main():
     ap.add_argument("--sets", default="ge,si,cu2s")
     ap.add_argument("--workdir", default="bench_accuracy")
     ap.add_argument("--grid", default="seed")
-    ap.add_argument("--stress-weight", type=float, default=0.0)
+    ap.add_argument("--stress-weight", type=float, default=None)
     ap.add_argument("--epochs", type=int, default=None)
     ap.add_argument("--patience", type=int, default=None)
     ap.add_argument("--hidden", default="15,15")

@@ -138,3 +138,19 @@ def finite_difference_forces(energy, positions, h=1e-6):
             m[i, c] -= h
             fd[i, c] = -(energy(p) - energy(m)) / (2 * h)
     return fd
+
+
+def write_smooth_argon_model(directory):
+    """model.h5 of a smooth random potential for Ar (random tanh networks on Lennard-Jones-argon
+    features) and a prepared.h5 with Ar start frames in ``directory``: every MD step a fraction of
+    a millisecond (the MD tests' potential)."""
+    from hdnnp import nn
+    from hdnnp.model import Potential
+
+    frames = lj_frames(np.random.default_rng(3), 10)
+    fs = fitted_feature_set(frames, n_features=8)
+    arch = nn.Architecture(elements=(18,), n_inputs={18: 8}, hidden=(6,))
+    theta = nn.init_parameters(arch, np.random.default_rng(1), {18: -0.05}, output_scale=0.02)
+    Potential(fs, arch, theta, {18: -0.05}).save(directory / "model.h5")
+    write_prepared(directory / "prepared.h5", frames[:8], frames[8:])
+    return directory

@@ -67,6 +67,8 @@ def test_learned_frames_carry_provenance_and_reference_labels(finished):
         assert atoms.get_potential_energy() == pytest.approx(ref.get_potential_energy(), rel=1e-10)
         # extxyz stores 8 decimals (1e-8 Å, 1e-8 eV/Å)
         np.testing.assert_allclose(atoms.get_forces(), ref.get_forces(), rtol=0, atol=2e-8)
+        # the boxes are periodic: the reference's stress is labelled too (eV/Å³, ASE's sign)
+        np.testing.assert_allclose(atoms.get_stress(), ref.get_stress(), rtol=1e-6, atol=1e-10)
 
 
 def test_frames_are_selected_only_where_the_committee_disagrees_or_extrapolates(finished):
@@ -127,8 +129,8 @@ def test_external_reference_round_trip(prepared, finished, tmp_path, capsys):
     for atoms in selected:
         a = atoms.copy()
         a.calc = LennardJones(**LJ_ARGS)
-        e, f = a.get_potential_energy(), a.get_forces()
-        a.calc = SinglePointCalculator(a, energy=e, forces=f)
+        e, f, stress = a.get_potential_energy(), a.get_forces(), a.get_stress()
+        a.calc = SinglePointCalculator(a, energy=e, forces=f, stress=stress)  # a DFT code gives the stress too
         labelled.append(a)
     write(tmp_path / "labels.extxyz", labelled)
     # a wrong file: one frame missing; then one atom moved: refused, nothing learned is lost
@@ -153,6 +155,7 @@ def test_external_reference_round_trip(prepared, finished, tmp_path, capsys):
     for a, b in zip(ours, theirs):
         np.testing.assert_allclose(a.positions, b.positions, rtol=0, atol=5e-8)
         assert a.get_potential_energy() == pytest.approx(b.get_potential_energy(), rel=1e-7)
+        np.testing.assert_allclose(a.get_stress(), b.get_stress(), rtol=1e-6, atol=1e-10)  # kept from --add-labels
 
 
 def test_a_failing_reference_loses_nothing_and_resume_goes_on(prepared, finished, tmp_path, capsys):
@@ -250,3 +253,28 @@ def test_run_learned_needs_the_example_and_its_frames(tmp_path, capsys, monkeypa
     with pytest.raises(SystemExit):
         main(["run", "--learned", "--train-file", "x.extxyz@300"])
     assert "--learned: adds the learned frames of the bundled example" in capsys.readouterr().err
+
+
+def test_explores_at_scaled_volumes_and_labels_stress(prepared, tmp_path):
+    """--densities adds one NVT run per temperature from the start frame scaled to each density;
+    the labelled frames carry the reference's stress, and the retrained set holds it."""
+    import h5py
+
+    from hdnnp.analysis.observables import mass_density
+
+    work = tmp_path / "w"
+    args = list(COMMON)
+    args[args.index("--iterations") + 1] = "1"
+    args[args.index("--max-frames") + 1] = "3"
+    main(["learn", str(prepared), "--work-dir", str(work), *args, *LJ, "--densities", "1.7"])
+    state = json.loads((work / "learn.json").read_text())
+    runs = state["iterations"][1]["md"]
+    assert [r["condition"] for r in runs] == ["nvt-60K", "nvt-60K-1.7gcm3"]
+    with h5py.File(work / "iter1" / runs[1]["file"]) as h5:
+        species = h5["trajectory/atoms/species"][:8]
+        assert mass_density(species, h5["trajectory/frames/cell"][0]) == pytest.approx(1.7, rel=1e-12)
+    labels = read(work / "iter1" / "labels.extxyz", index=":")
+    assert labels and all(a.calc.results.get("stress") is not None for a in labels)
+    with h5py.File(work / "iter1" / "prepared.h5") as h5:
+        stress = h5["train/frames/stress"][:]
+    assert np.isfinite(stress).all(axis=(1, 2)).sum() == len(labels)  # the learned frames, not the original

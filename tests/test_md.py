@@ -14,8 +14,7 @@ import pytest
 
 pytest.importorskip("ase")
 
-from _nn_fixtures import fitted_feature_set, lj_frames, write_prepared  # noqa: E402
-from hdnnp import nn  # noqa: E402
+from _nn_fixtures import write_smooth_argon_model  # noqa: E402
 from hdnnp.cli import main  # noqa: E402
 from hdnnp.errors import HdnnpError  # noqa: E402
 from hdnnp.md.driver import EXIT_GUARD_STOP, MDSettings, run_md  # noqa: E402
@@ -28,14 +27,7 @@ NO_GUARDS = GuardLimits(max_extrapolation_excess=np.inf, min_distance_angstrom=0
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
     """model.h5 of a smooth random potential for Ar and a prepared.h5 with Ar start frames."""
-    d = tmp_path_factory.mktemp("md")
-    frames = lj_frames(np.random.default_rng(3), 10)
-    fs = fitted_feature_set(frames, n_features=8)
-    arch = nn.Architecture(elements=(18,), n_inputs={18: 8}, hidden=(6,))
-    theta = nn.init_parameters(arch, np.random.default_rng(1), {18: -0.05}, output_scale=0.02)
-    Potential(fs, arch, theta, {18: -0.05}).save(d / "model.h5")
-    write_prepared(d / "prepared.h5", frames[:8], frames[8:])
-    return d
+    return write_smooth_argon_model(tmp_path_factory.mktemp("md"))
 
 
 def argon(model, supercell=(1, 1, 1)):

@@ -249,3 +249,40 @@ def test_config_errors_name_the_problem(tmp_path):
     config = load_stage_config(path)
     assert config["symmetry"]["cutoff"] == 5.0 and isinstance(config["symmetry"]["cutoff"], float)
     assert config["train"] == {"hidden": [8, 8], "force_weight": 1.0}
+
+
+def test_run_checks_against_direct_reference_md(tmp_path):
+    """--checks DIR: the P(V) isotherm and the NPT run of a checks directory (made here with the
+    inputs' own Lennard-Jones reference through hdnnp md --reference) are reported in short form,
+    with their figure and trajectories."""
+    from hdnnp.md.reference_checks import run_summary
+
+    write_lj_trajectories(tmp_path / "inputs", [673, 773, 873], n_frames=5)
+    checks = tmp_path / "checks"
+    checks.mkdir()
+    lj = ["--reference", "ase:ase.calculators.lj.LennardJones",
+          "--reference-args", json.dumps({"sigma": 2.9, "epsilon": 0.1, "rc": 6.0, "smooth": True})]
+    start = ["--start", str(tmp_path / "inputs" / "HISTORY.Te.773K"), "--temperature", "773", "-q"]
+    for tag, extra in (("Te-rho5.8.773K", ["--density", "5.8", "--steps", "300", "--write-every", "50"]),
+                       ("Te-npt0.773K", ["--ensemble", "npt", "--steps", "100", "--write-every", "20"])):
+        md, history = tmp_path / f"md.{tag}.h5", checks / f"HISTORY.{tag}.gz"
+        assert _run(["md", *lj, *start, *extra, "-o", str(md), "--history", str(history)]) == 0
+        run_summary(md, history)
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        import io
+        from contextlib import redirect_stdout
+
+        out = io.StringIO()
+        with redirect_stdout(out):
+            status = _run(["run", "--data-dir", "inputs", "--system", "Te", "--train", "673K,873K", "--predict",
+                           "773K", "--out-dir", "figs", "--md-check", "0.1", "--checks", "checks", *FAST])
+    finally:
+        os.chdir(cwd)
+    text = out.getvalue()
+    assert status == 0, text
+    assert "Reference checks (direct reference MD in checks, never trained on):" in text
+    assert "P(V) at 773 K" in text and "RMSE" in text and "NPT 0 GPa 773 K, 0.2 ps" in text
+    assert (tmp_path / "check_Te-npt0_773K.h5").is_file()
+    assert _png_size(tmp_path / "figs" / "REFERENCE_CHECKS.png")[0] >= 400

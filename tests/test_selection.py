@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from hdnnp.descriptors import FeatureSet, compute_raw
-from hdnnp.descriptors.selection import cur_order, fps_order, informative_candidates, select_features
+from hdnnp.descriptors.selection import cur_order, fps_order, informative_candidates, normalised, select_features
 from hdnnp.errors import HdnnpError
 
 TE = 52
@@ -111,3 +111,27 @@ def test_default_grid_size_and_order():
     assert fs.describe(0) == "G2[O] eta=0 Rs=0" and fs.describe(37) == "G2[Te] eta=0 Rs=1"
     assert fs.describe(72) == "G4[O,O] eta=0 zeta=1 lambda=-1"
     assert fs.describe(fs.n_candidates - 1) == "G4[Te,Te] eta=1.79 zeta=16 lambda=+1"
+
+
+def test_near_constant_candidates_are_never_kept():
+    """A candidate the training atoms barely move (the bundled Te data had G4 columns spanning
+    1e-26..1e-19) looks like a rich independent column once ranged to [-1, 1], and CUR ranks it
+    first; such columns, and large ones that vary by under 1e-3 of their size, are dropped."""
+    from hdnnp.descriptors.selection import MIN_FEATURE_RANGE, MIN_RELATIVE_RANGE
+
+    fs, raw = liquid_like_raw()
+    rng = np.random.default_rng(7)
+    tiny, flat = 3, 5
+    raw = raw.copy()
+    raw[:, tiny] = 1e-20 * rng.uniform(size=len(raw))  # independent of every other column
+    raw[:, flat] = 40.0 + 1e-3 * rng.uniform(size=len(raw))  # relative range 2.5e-5
+    useful = informative_candidates(raw)
+    assert tiny not in useful and flat not in useful
+    spread = raw[:, useful].max(0) - raw[:, useful].min(0)
+    assert np.all(spread >= MIN_FEATURE_RANGE)
+    assert np.all(spread >= MIN_RELATIVE_RANGE * np.abs(raw[:, useful]).max(0))
+    for method in ("cur", "fps"):
+        assert tiny not in select_features(raw, 20, method) and flat not in select_features(raw, 20, method)
+    # without the range rule, CUR takes the tiny column among its first 20: the case can fail
+    x = normalised(raw, np.r_[useful, tiny])
+    assert len(useful) in cur_order(x, 20)

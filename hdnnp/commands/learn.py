@@ -27,7 +27,11 @@ from hdnnp.md.driver import ENSEMBLES
               help="First committee (model.h5 from hdnnp train --committee N) [train one on PREPARED].")
 @click.option("--iterations", type=click.IntRange(min=1), default=5, show_default=True,
               help="Most refinement iterations (label + retrain).")
-@click.option("--ensemble", type=click.Choice(ENSEMBLES), default="nvt", show_default=True)
+@click.option("--densities", default=None, metavar="RHO,RHO,...",
+              help="Also explore at these mass densities (g/cm³): per temperature one NVT run more at each, from "
+                   "the start frame scaled to it [none].")
+@click.option("--ensemble", type=click.Choice(ENSEMBLES), default="nvt", show_default=True,
+              help="Ensemble of the runs from the start frame as read (npt: at --pressure).")
 @click.option("--pressure", type=float, default=0.0, show_default=True, help="npt: pressure (GPa).")
 @click.option("--md-time", "md_time_ps", type=float, default=5.0, show_default=True,
               help="Length of every exploration run (ps); stable = this long without a guard firing.")
@@ -61,7 +65,7 @@ from hdnnp.md.driver import ENSEMBLES
 @click.option("--overwrite", is_flag=True, help="Start again, replacing the run in --work-dir.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
 def learn_command(prepared, temperatures, reference, reference_args, add_labels, work_dir, model_path, iterations,
-                  ensemble, pressure, md_time_ps, timestep, supercell, write_every, max_frames, spread_threshold,
+                  densities, ensemble, pressure, md_time_ps, timestep, supercell, write_every, max_frames, spread_threshold,
                   spread_max, extrapolation_threshold, min_separation_ps, committee, n_features, preset, epochs,
                   hidden, activation, force_weight, baseline, seed, resume, overwrite, quiet):
     """Refine a committee potential by query by committee: MD at the given temperatures, label the
@@ -71,6 +75,7 @@ def learn_command(prepared, temperatures, reference, reference_args, add_labels,
     \b
     hdnnp learn prepared.h5 --temperatures 673,773,973 --reference tblite:GFN1-xTB
     hdnnp learn prepared.h5 --temperatures 300 --reference ase:ase.calculators.emt.EMT
+    hdnnp learn prepared.h5 --temperatures 673,973 --ensemble npt --densities 5.4,7.5 --reference tblite:GFN1-xTB
     hdnnp learn prepared.h5 --temperatures 773 --reference external        # writes frames, exit 4
     hdnnp learn prepared.h5 --temperatures 773 --reference external --resume --add-labels vasprun.xml
     """
@@ -99,7 +104,8 @@ def learn_command(prepared, temperatures, reference, reference_args, add_labels,
     if force_weight is not None:
         train["force_weight"] = force_weight
     settings = LearnSettings(
-        temperatures=_parse_temperatures(temperatures), ensemble=ensemble, pressure_GPa=pressure,
+        temperatures=_parse_temperatures(temperatures), densities=_parse_densities(densities),
+        ensemble=ensemble, pressure_GPa=pressure,
         md_time_ps=md_time_ps, timestep_fs=timestep, supercell=list(parse_supercell(supercell)),
         iterations=iterations, max_frames=max_frames, spread_threshold=threshold, spread_max=spread_max,
         extrapolation_threshold=extrapolation_threshold, min_separation_ps=min_separation_ps,
@@ -113,3 +119,17 @@ def learn_command(prepared, temperatures, reference, reference_args, add_labels,
         return EXIT_NEEDS_LABELS
     click.echo(f"{result['status']}; final committee {result['model']}")
     return 0
+
+
+def _parse_densities(text) -> list[float]:
+    from hdnnp.errors import HdnnpError
+
+    if text is None:
+        return []
+    try:
+        values = [float(v) for v in str(text).split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values:
+        raise HdnnpError(f"--densities: expected mass densities in g/cm³ like 5.4,7.5, got '{text}'")
+    return values

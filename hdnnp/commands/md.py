@@ -84,8 +84,14 @@ def settings_from_options(ensemble, thermostat, temperature, pressure, timestep,
 
 
 @click.command("md")
-@click.option("--model", "model_path", default="model.h5", show_default=True, type=click.Path(dir_okay=False),
-              help="Potential (model.h5 from hdnnp train).")
+@click.option("--model", "model_path", default=None, type=click.Path(dir_okay=False),
+              help="Potential (model.h5 from hdnnp train) [model.h5; not with --reference].")
+@click.option("--reference", default=None, metavar="SPEC",
+              help="Run the reference method instead of a potential (the specs of hdnnp learn: tblite:GFN1-xTB, "
+                   "ase:MODULE.CLASS): reference MD whose frames carry energy, forces and stress, written with "
+                   "--history (HISTORY + E + STRESS for hdnnp prepare) or --xyz; every frame is checkpointed.")
+@click.option("--reference-args", default=None, metavar="JSON",
+              help="Keyword arguments of the reference calculator, e.g. '{\"electronic_temperature\": 773}'.")
 @click.option("--start", required=True, metavar="PATH",
               help="Start structure: prepared.h5/symmetry.h5/md.h5 (with --start-set, --start-frame) or a "
                    "structure file (DL_POLY HISTORY, extxyz, input.data, POSCAR, ...).")
@@ -93,6 +99,8 @@ def settings_from_options(ensemble, thermostat, temperature, pressure, timestep,
 @click.option("--start-frame", type=int, default=0, show_default=True, help="Frame index (negative: from the end).")
 @click.option("--format", "start_format", default=None, help="Format of a structure file [from the name].")
 @click.option("--supercell", default="1x1x1", show_default=True, help="Repeat the start structure, e.g. 2x2x2.")
+@click.option("--density", type=float, default=None,
+              help="Scale the start cell and positions isotropically to this mass density (g/cm³) [as read].")
 @md_settings_options
 @click.option("-o", "--output", default="md.h5", show_default=True, type=click.Path(dir_okay=False),
               help="Trajectory file.")
@@ -108,9 +116,9 @@ def settings_from_options(ensemble, thermostat, temperature, pressure, timestep,
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from OUTPUT.checkpoint.")
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs (and an unfinished run).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
-def md_command(model_path, start, start_set, start_frame, start_format, supercell, output, xyz, history, scan,
-               equilibration, device, resume, overwrite, quiet, **settings_kwargs):
-    """Molecular dynamics with a trained potential (ASE integrators) -> md.h5.
+def md_command(model_path, reference, reference_args, start, start_set, start_frame, start_format, supercell,
+               density, output, xyz, history, scan, equilibration, device, resume, overwrite, quiet, **settings_kwargs):
+    """Molecular dynamics with a trained potential, or with the reference method (ASE integrators) -> md.h5.
 
     Frames (positions, forces, stress, energies, temperature, guard quantities) are stored every
     --write-every steps, in chunks, with a checkpoint after each chunk. Guards watch every
@@ -123,8 +131,19 @@ def md_command(model_path, start, start_set, start_frame, start_format, supercel
     hdnnp md --start HISTORY.Te.773K --supercell 2x2x2 --ensemble npt --temperature 773 --steps 20000
     hdnnp md --start prepared.h5 --temperature 773 --time 10 --resume
     hdnnp md --start prepared.h5 --supercell 2x2x2 --ensemble npt --scan 573,673,773,873,973 --time 20
+    hdnnp md --reference tblite:GFN1-xTB --start prepared.h5 --temperature 773 --time 2 --history HISTORY.Te.773K
     """
     from hdnnp.stages.md import density_scan_command, md, parse_supercell
+
+    if reference is not None:
+        from hdnnp.learning.references import parse_reference
+
+        if model_path is not None:
+            raise HdnnpError("--model and --reference: give one of them (a potential, or the reference method)")
+        reference = parse_reference(reference, reference_args)
+    elif reference_args is not None:
+        raise HdnnpError("--reference-args: needs --reference")
+    model_path = model_path or "model.h5"
 
     if scan is not None:
         if settings_kwargs["ensemble"] != "npt":
@@ -139,7 +158,8 @@ def md_command(model_path, start, start_set, start_frame, start_format, supercel
         result = density_scan_command(model_path, start, output, settings, temperatures, equilibration,
                                       start_set=start_set, start_frame=start_frame, start_format=start_format,
                                       supercell=parse_supercell(supercell), device=device, overwrite=overwrite,
-                                      quiet=quiet, log=lambda m: click.echo(m, err=True))
+                                      quiet=quiet, log=lambda m: click.echo(m, err=True), reference=reference,
+                                      density=density)
         click.echo("T (K)   density (g/cm³)      P (GPa)          frames  run")
         for p in result["points"]:
             click.echo(f"{p.temperature_K:6.0f}  {p.density_g_cm3:.4f} ± {p.density_error:.4f}  "
@@ -150,7 +170,7 @@ def md_command(model_path, start, start_set, start_frame, start_format, supercel
     summary = md(model_path, start, output, settings, start_set=start_set, start_frame=start_frame,
                  start_format=start_format, supercell=parse_supercell(supercell), device=device, xyz=xyz,
                  history=history, resume=resume, overwrite=overwrite, quiet=quiet,
-                 log=lambda m: click.echo(m, err=True))
+                 log=lambda m: click.echo(m, err=True), reference=reference, density=density)
     click.echo(format_md_summary(summary))
     for key in ("output", "xyz", "history"):
         if summary.get(key):
@@ -178,7 +198,9 @@ def format_md_summary(summary: dict) -> str:
     text = (f"md: {summary['status']} at step {summary['steps']} ({summary['time_ps']:.3f} ps), "
             f"{summary['n_frames']} frames; {summary['ns_per_day']:.3g} ns/day, "
             f"{summary['atom_steps_per_s']:.0f} atom-steps/s")
-    if g is not None:
+    if g is not None and summary.get("reference"):
+        text += (f"; last check: T {g.temperature_K:.0f} K, shortest distance {g.min_distance_angstrom:.2f} Å")
+    elif g is not None:
         text += (f"; last check: T {g.temperature_K:.0f} K, shortest distance {g.min_distance_angstrom:.2f} Å, "
                  f"{g.extrapolation_count} extrapolating features (largest excess "
                  f"{g.extrapolation_max_excess:.3g})")

@@ -489,6 +489,62 @@ class EnergyLine:
     line: int
 
 
+@dataclass
+class StressLine:
+    step: int
+    stress: np.ndarray  # (3, 3) eV/Å³, ASE's sign (positive = tensile)
+    line: int
+
+
+#: The first line of a stress file as :func:`hdnnp.io.dlpoly_write.write_stresses` writes it.
+STRESS_FILE_HEADER = ("step  s_xx s_yy s_zz s_yz s_xz s_xy  (stress, eV/A^3, ASE sign: positive = tensile, "
+                      "P = -(s_xx + s_yy + s_zz)/3)")
+
+
+def _iter_step_lines(path, first_column: int, n_values: int, what: str) -> Iterator[tuple[int, list, int]]:
+    """``(step, values, line)`` of each data line ``step ... v_1 .. v_n`` of a step-keyed file:
+    ``n_values`` finite numbers from the 1-based ``first_column``; ``#`` starts a comment;
+    steps must increase strictly. ``what`` names the values in error messages."""
+    previous_step, previous_line = None, 0
+    last = first_column - 1 + n_values
+    with LineReader(path) as lines:
+        while True:
+            chunk = lines.read(4096)
+            if not chunk:
+                lines.check_final_newline()
+                return
+            first = lines.line_no - len(chunk) + 1
+            for j, raw in enumerate(chunk):
+                toks = raw.split("#", 1)[0].split()
+                if not toks:
+                    continue
+                line_no = first + j
+                if len(toks) < last:
+                    raise InputFileError(path, f"expected 'timestep {what}' with {what} in column"
+                                         f"{'s' if n_values > 1 else ''} {first_column}"
+                                         f"{f'-{last}' if n_values > 1 else ''}, got {quote_line(raw)}",
+                                         line=line_no)
+                step = _parse_step(toks[0], path, line_no)
+                values = []
+                for col in range(first_column, last + 1):
+                    try:
+                        value = strict_float(toks[col - 1])
+                    except ValueError:
+                        raise InputFileError(path, f"expected a number ({what}, column {col}), got "
+                                             f"{toks[col - 1]!r}", line=line_no) from None
+                    if not math.isfinite(value):
+                        raise InputFileError(path, f"{what} is not finite ({toks[col - 1]}) at "
+                                             f"timestep {step}", line=line_no)
+                    values.append(value)
+                if previous_step is not None and step <= previous_step:
+                    kind = "duplicate" if step == previous_step else "decreasing"
+                    raise InputFileError(path, f"{kind} timestep {step} (previous: step "
+                                         f"{previous_step} at line {previous_line}); steps must "
+                                         f"increase", line=line_no)
+                previous_step, previous_line = step, line_no
+                yield step, values, line_no
+
+
 def iter_energies(path, column: int = 2, unit: str = "eV") -> Iterator[EnergyLine]:
     """Stream ``timestep energy`` lines of an energy file, energies converted to eV.
 
@@ -501,39 +557,75 @@ def iter_energies(path, column: int = 2, unit: str = "eV") -> Iterator[EnergyLin
     if column < 2:
         raise HdnnpError(f"energy column must be 2 or more (column 1 is the timestep), got {column}")
     scale = ENERGY_UNITS_IN_EV[unit]
-    previous: EnergyLine | None = None
-    with LineReader(path) as lines:
-        while True:
-            chunk = lines.read(4096)
-            if not chunk:
-                lines.check_final_newline()
-                return
-            first = lines.line_no - len(chunk) + 1
-            for j, raw in enumerate(chunk):
-                text = raw.split("#", 1)[0]
-                toks = text.split()
-                if not toks:
-                    continue
-                line_no = first + j
-                if len(toks) < column:
-                    raise InputFileError(path, f"expected 'timestep energy ...' with the energy in "
-                                         f"column {column}, got {quote_line(raw)}", line=line_no)
-                step = _parse_step(toks[0], path, line_no)
-                try:
-                    energy = strict_float(toks[column - 1])
-                except ValueError:
-                    raise InputFileError(path, f"expected a number (energy, column {column}), got "
-                                         f"{toks[column - 1]!r}", line=line_no) from None
-                if not math.isfinite(energy):
-                    raise InputFileError(path, f"energy is not finite ({toks[column - 1]}) at "
-                                         f"timestep {step}", line=line_no)
-                if previous is not None and step <= previous.step:
-                    kind = "duplicate" if step == previous.step else "decreasing"
-                    raise InputFileError(path, f"{kind} timestep {step} (previous: step "
-                                         f"{previous.step} at line {previous.line}); steps must "
-                                         f"increase", line=line_no)
-                previous = EnergyLine(step, energy * scale, line_no)
-                yield previous
+    for step, (energy,), line in _iter_step_lines(path, column, 1, "energy"):
+        yield EnergyLine(step, energy * scale, line)
+
+
+def iter_stresses(path) -> Iterator[StressLine]:
+    """Stream the lines of a stress file (the companion ``STRESS<suffix>`` of ``HISTORY<suffix>``):
+    ``timestep s_xx s_yy s_zz s_yz s_xz s_xy``, the stress tensor in eV/Å³ with ASE's sign
+    (positive = tensile, P = −tr σ/3) and Voigt order, as the HDF5 intermediates store it
+    (SPEC §9). ``#`` starts a comment; steps must increase strictly."""
+    for step, v, line in _iter_step_lines(path, 2, 6, "stress"):
+        xx, yy, zz, yz, xz, xy = v
+        yield StressLine(step, np.array([[xx, xy, xz], [xy, yy, yz], [xz, yz, zz]]), line)
+
+
+class _StepMatcher:
+    """Values for increasing HISTORY steps by a merge-join with a step-keyed file: O(1) memory.
+
+    ``value(step)`` returns that step's value, or None if the file has none; steps must be asked
+    for in increasing order. ``finish()`` reads the rest of the file and returns the number of
+    lines that matched no asked-for step.
+    """
+
+    def __init__(self, path, lines: Iterator, expected: str):
+        self.path = Path(path)
+        self._lines = lines
+        self._pending = next(self._lines, None)
+        if self._pending is None:
+            raise InputFileError(path, f"no data lines; expected '{expected}' on each line")
+        self.n_unmatched = 0
+        self.n_matched = 0
+
+    def _value(self, step: int):
+        while self._pending is not None and self._pending.step < step:
+            self.n_unmatched += 1
+            self._pending = next(self._lines, None)
+        if self._pending is not None and self._pending.step == step:
+            found = self._pending
+            self.n_matched += 1
+            self._pending = next(self._lines, None)
+            return found
+        return None
+
+    def finish(self) -> int:
+        while self._pending is not None:
+            self.n_unmatched += 1
+            self._pending = next(self._lines, None)
+        return self.n_unmatched
+
+
+class EnergyMatcher(_StepMatcher):
+    """Energies (eV) of increasing HISTORY steps from an energy file (see :class:`_StepMatcher`)."""
+
+    def __init__(self, path, column: int = 2, unit: str = "eV"):
+        super().__init__(path, iter_energies(path, column, unit), "timestep energy")
+
+    def energy(self, step: int) -> float | None:
+        found = self._value(step)
+        return None if found is None else found.energy_ev
+
+
+class StressMatcher(_StepMatcher):
+    """Stresses ((3, 3) eV/Å³, ASE's sign) of increasing HISTORY steps from a stress file."""
+
+    def __init__(self, path):
+        super().__init__(path, iter_stresses(path), "timestep s_xx s_yy s_zz s_yz s_xz s_xy")
+
+    def stress(self, step: int) -> np.ndarray | None:
+        found = self._value(step)
+        return None if found is None else found.stress
 
 
 def _parse_step(tok: str, path, line_no: int) -> int:
@@ -548,38 +640,3 @@ def _parse_step(tok: str, path, line_no: int) -> int:
     if not math.isfinite(value) or value != int(value):
         raise InputFileError(path, f"expected an integer timestep in column 1, got {tok!r}", line=line_no)
     return int(value)
-
-
-class EnergyMatcher:
-    """Energies for increasing HISTORY steps by a merge-join with the energy file: O(1) memory.
-
-    ``energy(step)`` returns the energy (eV) of that step, or None if the file has none;
-    steps must be asked for in increasing order. ``finish()`` reads the rest of the file and
-    returns the number of energy lines that matched no asked-for step.
-    """
-
-    def __init__(self, path, column: int = 2, unit: str = "eV"):
-        self.path = Path(path)
-        self._lines = iter_energies(path, column, unit)
-        self._pending = next(self._lines, None)
-        if self._pending is None:
-            raise InputFileError(path, "no data lines; expected 'timestep energy' on each line")
-        self.n_unmatched = 0
-        self.n_matched = 0
-
-    def energy(self, step: int) -> float | None:
-        while self._pending is not None and self._pending.step < step:
-            self.n_unmatched += 1
-            self._pending = next(self._lines, None)
-        if self._pending is not None and self._pending.step == step:
-            energy = self._pending.energy_ev
-            self.n_matched += 1
-            self._pending = next(self._lines, None)
-            return energy
-        return None
-
-    def finish(self) -> int:
-        while self._pending is not None:
-            self.n_unmatched += 1
-            self._pending = next(self._lines, None)
-        return self.n_unmatched

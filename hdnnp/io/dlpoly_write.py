@@ -1,4 +1,5 @@
-"""Write DL_POLY HISTORY and energy files (used by tests, benchmarks and the example generator)."""
+"""Write DL_POLY HISTORY, energy and stress files (``hdnnp md --history``, tests, benchmarks and
+the example generator)."""
 
 from __future__ import annotations
 
@@ -81,3 +82,20 @@ def write_energies(path, frames, unit_scale: float = 1.0, header: str = "step  e
         fh.write(f"# {header}\n")
         for fr in frames:
             fh.write(f"{fr.step:d} {fr.energy / unit_scale:.10f}\n")
+
+
+def write_stresses(path, frames) -> None:
+    """Write a stress file, the companion ``STRESS<suffix>`` of ``HISTORY<suffix>`` that ``hdnnp
+    prepare`` reads (:func:`hdnnp.io.dlpoly.iter_stresses`): ``step s_xx s_yy s_zz s_yz s_xz s_xy``
+    in eV/Å³, ASE's sign (positive = tensile), 17 significant digits (the doubles exactly);
+    frames without a stress get no line."""
+    from hdnnp.io.dlpoly import STRESS_FILE_HEADER
+
+    with _open_text(path) as fh:
+        fh.write(f"# {STRESS_FILE_HEADER}\n")
+        for fr in frames:
+            if fr.stress is None or not np.all(np.isfinite(fr.stress)):
+                continue
+            s = np.asarray(fr.stress, float)
+            voigt = (s[0, 0], s[1, 1], s[2, 2], s[1, 2], s[0, 2], s[0, 1])
+            fh.write(f"{fr.step:d} " + " ".join(f"{v:.17g}" for v in voigt) + "\n")  # lossless

@@ -4,12 +4,14 @@ Iteration 0 trains a committee on the training set of prepared.h5 (or takes ``--
 iteration k = 1, 2, ... then
 
 (a) *explores*: MD with the current committee at every condition (temperature; NVT, NVE or NPT
-    at a pressure) from the training frame nearest that temperature, with the guards of
+    at a pressure; with ``--densities``, NVT runs at scaled volumes too) from the training frame
+    nearest that temperature, with the guards of
     ``hdnnp md`` (extrapolation, shortest distance, temperature, ``--spread-max`` on the force
     spread); a condition is *stable* when it runs the requested time without a guard firing.
     If every condition is stable the loop has converged and stops;
 (b) *selects* frames of those trajectories (:mod:`hdnnp.learning.selection`);
-(c) *labels* them with the reference (:mod:`hdnnp.learning.references`), one frame at a time
+(c) *labels* them with the reference (:mod:`hdnnp.learning.references`: energy, forces and, for
+    boxes periodic in all three directions, stress), one frame at a time
     appended to ``iter<k>/labels.extxyz`` (a killed or failing reference loses nothing: the
     loop resumes after the last labelled frame); with ``--reference external`` it writes the
     frames for another code and stops until ``--add-labels FILES``;
@@ -63,6 +65,7 @@ class LearnSettings:
     """Everything that defines a learning run (stored in learn.json; checked on ``--resume``)."""
 
     temperatures: list = field(default_factory=lambda: [300.0])  # K, one condition each
+    densities: list = field(default_factory=list)  # g/cm³: per temperature, one NVT run more at each
     ensemble: str = "nvt"
     pressure_GPa: float = 0.0
     md_time_ps: float = 5.0
@@ -89,6 +92,8 @@ class LearnSettings:
 
         if not self.temperatures or any(not (t > 0 and math.isfinite(t)) for t in self.temperatures):
             raise HdnnpError(f"--temperatures: expected temperatures > 0 K, got {self.temperatures}")
+        if any(not (rho > 0 and math.isfinite(rho)) for rho in self.densities):
+            raise HdnnpError(f"--densities: expected mass densities > 0 g/cm³, got {self.densities}")
         if self.ensemble not in ENSEMBLES:
             raise HdnnpError(f"--ensemble: expected one of {', '.join(ENSEMBLES)}, got '{self.ensemble}'")
         for name, value in (("--md-time", self.md_time_ps), ("--timestep", self.timestep_fs)):
@@ -118,12 +123,20 @@ class LearnSettings:
 
         make_options(**{"preset": "default", **self.train})  # bad training options: one line, before any work
 
+    def explorations(self) -> list[tuple[str, float, float | None]]:
+        """(ensemble, temperature K, density g/cm³ or None) of every exploration run: per
+        temperature one in ``ensemble`` from the start frame as read, then one NVT run at each of
+        ``densities`` from the start frame scaled to it (DP-GEN's volume-scaled exploration)."""
+        return [run for t in self.temperatures
+                for run in [(self.ensemble, t, None)] + [("nvt", t, rho) for rho in self.densities]]
+
     def conditions(self) -> list[str]:
-        return [condition_label(self.ensemble, t, self.pressure_GPa) for t in self.temperatures]
+        return [condition_label(e, t, self.pressure_GPa, rho) for e, t, rho in self.explorations()]
 
 
-def condition_label(ensemble: str, temperature: float, pressure: float) -> str:
-    return f"{ensemble}-{temperature:g}K" + (f"-{pressure:g}GPa" if ensemble == "npt" else "")
+def condition_label(ensemble: str, temperature: float, pressure: float, density: float | None = None) -> str:
+    return (f"{ensemble}-{temperature:g}K" + (f"-{pressure:g}GPa" if ensemble == "npt" else "")
+            + (f"-{density:g}gcm3" if density is not None else ""))
 
 
 # -- state --------------------------------------------------------------------------------------
@@ -217,7 +230,8 @@ def learn(prepared, work_dir, settings: LearnSettings, model=None, add_labels=No
         # calculator fixed, external labels continued with a calculator, or the reverse)
         free = ("iterations", "reference", "reference_args")
         new = json.loads(json.dumps(asdict(settings), default=float))
-        changed = sorted(k for k in new if k not in free and data["settings"].get(k) != new[k])
+        defaults = json.loads(json.dumps(asdict(LearnSettings()), default=float))  # keys newer than the run
+        changed = sorted(k for k in new if k not in free and data["settings"].get(k, defaults[k]) != new[k])
         if changed:
             raise HdnnpError(f"{state_path}: the run was started with other settings ({', '.join(changed)}); "
                              "resume it with the same options (only --iterations and --reference may change)")
@@ -253,7 +267,8 @@ def learn(prepared, work_dir, settings: LearnSettings, model=None, add_labels=No
         model_k = work / f"iter{k - 1}" / "model.h5"
         if "explore" not in it["done"]:
             t0 = clock()
-            runs = [_explore(model_k, prepared, d, settings, t, k, resume, quiet, log) for t in settings.temperatures]
+            runs = [_explore(model_k, prepared, d, settings, e, t, rho, k, resume, quiet, log)
+                    for e, t, rho in settings.explorations()]
             state.mark(k, "explore", wall_s=clock() - t0, md=runs)
             log(f"learn: iteration {k}: " + "; ".join(f"{r['condition']} {r['time_ps']:.2f} ps "
                                                       f"{'stable' if r['stable'] else 'stopped: ' + r['reason']}"
@@ -321,8 +336,8 @@ def _start_frame(prepared: Path, temperature: float) -> int:
     return int(np.argmin(np.abs(temps - temperature)))
 
 
-def _explore(model: Path, prepared: Path, d: Path, settings: LearnSettings, temperature: float, k: int,
-             resume: bool, quiet: bool, log) -> dict:
+def _explore(model: Path, prepared: Path, d: Path, settings: LearnSettings, ensemble: str, temperature: float,
+             density: float | None, k: int, resume: bool, quiet: bool, log) -> dict:
     import h5py
 
     from hdnnp.md.driver import MDSettings
@@ -330,11 +345,11 @@ def _explore(model: Path, prepared: Path, d: Path, settings: LearnSettings, temp
     from hdnnp.md.trajectory import checkpoint_path
     from hdnnp.stages.md import md
 
-    label = condition_label(settings.ensemble, temperature, settings.pressure_GPa)
+    label = condition_label(ensemble, temperature, settings.pressure_GPa, density)
     out = d / f"md-{label}.h5"
     if not out.exists():
         md_settings = MDSettings(
-            ensemble=settings.ensemble, temperature_K=temperature, pressure_GPa=settings.pressure_GPa,
+            ensemble=ensemble, temperature_K=temperature, pressure_GPa=settings.pressure_GPa,
             timestep_fs=settings.timestep_fs, n_steps=int(round(settings.md_time_ps * 1000 / settings.timestep_fs)),
             seed=settings.seed + k, write_every=settings.write_every, guard_every=settings.write_every,
             # extrapolation only warns: the run goes on into the region to be learned, and stops
@@ -344,7 +359,7 @@ def _explore(model: Path, prepared: Path, d: Path, settings: LearnSettings, temp
         log(f"learn: iteration {k}: MD {label}, {settings.md_time_ps:g} ps -> {out}")
         md(model, prepared, out, md_settings, start_set="train", start_frame=_start_frame(prepared, temperature),
            supercell=tuple(settings.supercell), resume=resume and checkpoint_path(out).exists(), overwrite=True,
-           quiet=quiet, log=lambda m: None)
+           quiet=quiet, log=lambda m: None, density=density)
     with h5py.File(out, "r") as h5:
         status = str(h5.attrs["status"])
         t = h5["trajectory/frames/time"][:]
@@ -357,7 +372,7 @@ def _explore(model: Path, prepared: Path, d: Path, settings: LearnSettings, temp
     if len(outside):
         reasons.insert(0, f"left the training domain at {t[outside[0]]:.3f} ps (feature excess "
                           f"{excess[outside[0]]:.3g} > {stored.limits.max_extrapolation_excess:g})")
-    return dict(condition=label, temperature_K=temperature, file=out.name, stable=not reasons,
+    return dict(condition=label, temperature_K=temperature, density_g_cm3=density, file=out.name, stable=not reasons,
                 time_ps=float(t[outside[0]]) if len(outside) else ran_ps, ran_ps=ran_ps,
                 requested_ps=stored.n_steps * settings.timestep_fs * 1e-3, reason="; ".join(reasons))
 
@@ -409,7 +424,9 @@ def _label(d: Path, reference, add_labels, k: int, log) -> int:
         images = []
         for sel, f in zip(selected, frames):
             atoms = sel.copy()
-            atoms.calc = SinglePointCalculator(atoms, energy=f.energy, forces=f.forces)
+            with_stress = f.stress is not None and bool(np.all(np.isfinite(f.stress)))
+            atoms.calc = SinglePointCalculator(atoms, energy=f.energy, forces=f.forces,
+                                               **({"stress": f.stress} if with_stress else {}))
             atoms.info["reference"] = f"external ({', '.join(Path(p).name for p in add_labels)})"
             images.append(atoms)
         _write_extxyz(labels_path, images)
@@ -429,10 +446,12 @@ def _label(d: Path, reference, add_labels, k: int, log) -> int:
     calc = reference.calculator() if len(done) < len(selected) else None
     t0 = time.perf_counter()
     for n, atoms in enumerate(selected[len(done):], len(done)):
-        energy, forces = reference.label(atoms, calc, f"frame {n} of {d}/selected.extxyz "
+        energy, forces, stress = reference.label(atoms, calc, f"frame {n} of {d}/selected.extxyz "
                                                       f"({atoms.info.get('condition')}, {atoms.info.get('time_ps')} ps)")
         labelled = atoms.copy()
-        labelled.calc = SinglePointCalculator(labelled, energy=energy, forces=forces)
+        results = dict(energy=energy, forces=forces) if stress is None else dict(energy=energy, forces=forces,
+                                                                                 stress=stress)
+        labelled.calc = SinglePointCalculator(labelled, **results)
         labelled.info["reference"] = reference.spec
         write(labels_path, labelled, format="extxyz", append=True)
         rate = (n + 1 - len(done)) / (time.perf_counter() - t0)
@@ -525,7 +544,7 @@ def _augment(prepared: Path, learned: Path, output: Path) -> Path:
             if name == "train":
                 w.append([Frame(positions=a.positions, species=a.numbers, cell=a.cell.array, pbc=a.pbc,
                                 energy=a.get_potential_energy(), forces=a.get_forces() if with_forces else None,
-                                temperature=float(a.info.get("temperature", math.nan)),
+                                stress=_stress_of(a), temperature=float(a.info.get("temperature", math.nan)),
                                 step=int(a.info.get("md_frame", 0)),
                                 source=f"learned:iter{a.info.get('iteration')}:{a.info.get('condition')}")
                           for a in images])
@@ -536,6 +555,17 @@ def _augment(prepared: Path, learned: Path, output: Path) -> Path:
                 temps = out["train/frames/temperature"][:]
                 out["train"].attrs["temperatures"] = np.unique(temps[np.isfinite(temps)])
     return output
+
+
+def _stress_of(atoms):
+    """The reference stress (3, 3) eV/Å³ of a labelled frame, or None."""
+    stress = getattr(atoms.calc, "results", {}).get("stress") if atoms.calc is not None else None
+    if stress is None:
+        return None
+    from ase.stress import voigt_6_to_full_3x3_stress
+
+    stress = np.asarray(stress, float)
+    return voigt_6_to_full_3x3_stress(stress) if stress.shape == (6,) else stress
 
 
 def _train(prepared: Path, d: Path, settings: LearnSettings, resume: bool, quiet: bool, log,
@@ -619,16 +649,16 @@ def _figure(state: State) -> None:
     its = state.data["iterations"]
     fig = Figure(figsize=(13, 3.8))
     axes = fig.subplots(1, 3)
-    conditions = state.data["settings"]["temperatures"]
+    conditions = list(dict.fromkeys(r["condition"] for it in its for r in it.get("md", [])))
     ax = axes[0]
-    for t in conditions:
+    for condition in conditions:
         ks, times = [], []
         for it in its:
             for r in it.get("md", []):
-                if r["temperature_K"] == t:
+                if r["condition"] == condition:
                     ks.append(it["iteration"] - 1)
                     times.append(r["time_ps"])
-        ax.plot(ks, times, "o-", label=f"{t:g} K")
+        ax.plot(ks, times, "o-", label=condition)
     ax.axhline(state.data["settings"]["md_time_ps"], color="k", lw=0.8, ls="--", label="requested")
     ax.set(xlabel="model of iteration", ylabel="MD time without a guard firing (ps)", title="stability")
     ax.legend(fontsize=8)

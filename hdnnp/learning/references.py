@@ -1,4 +1,6 @@
-"""Reference methods that label the frames ``hdnnp learn`` selects (energies eV, forces eV/Å).
+"""Reference methods that label the frames ``hdnnp learn`` selects (energies eV, forces eV/Å,
+stress eV/Å³ in ASE's sign for boxes periodic in all three directions), and that ``hdnnp md
+--reference`` runs directly.
 
 ``--reference`` takes one of
 
@@ -43,7 +45,12 @@ class Reference:
             except ImportError:
                 raise HdnnpError(f"--reference {self.spec}: tblite is not installed; pip install 'hdnnp[xtb]' "
                                  "(or pip install tblite)") from None
-            return TBLite(method=self.target, **{"verbosity": 0, **self.args})
+            calc = TBLite(method=self.target, **{"verbosity": 0, **self.args})
+            # tblite stores the free energy (= its energy) with every result but does not declare
+            # it, and ASE's Nosé–Hoover/MTK integrators ask for it (their conserved energy)
+            if "free_energy" not in calc.implemented_properties:
+                calc.implemented_properties = [*calc.implemented_properties, "free_energy"]
+            return calc
         module_name, _, class_name = self.target.rpartition(".")
         try:
             cls = getattr(importlib.import_module(module_name), class_name)
@@ -56,21 +63,28 @@ class Reference:
                              f"{type(exc).__name__}: {exc}") from None
 
     def label(self, atoms, calc, where: str):
-        """(energy eV, forces (n, 3) eV/Å) of ASE ``atoms`` from ``calc``; a calculator that
+        """(energy eV, forces (n, 3) eV/Å, stress (3, 3) eV/Å³ or None) of ASE ``atoms`` from
+        ``calc``. The stress (ASE's sign, positive = tensile) is asked for when the box is
+        periodic in all three directions and the calculator implements it. A calculator that
         raises or returns non-finite numbers gives one line naming ``where``."""
         import numpy as np
 
         atoms = atoms.copy()
         atoms.calc = calc
+        with_stress = bool(np.all(atoms.pbc)) and "stress" in getattr(calc, "implemented_properties", ())
+        stress = None
         try:
             energy = float(atoms.get_potential_energy())
             forces = np.array(atoms.get_forces(), float)
+            if with_stress:
+                stress = np.array(atoms.get_stress(voigt=False), float)
         except Exception as exc:
             raise HdnnpError(f"reference {self.spec} failed on {where}: {type(exc).__name__}: "
                              f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}") from None
-        if not (np.isfinite(energy) and np.all(np.isfinite(forces))):
+        if not (np.isfinite(energy) and np.all(np.isfinite(forces))
+                and (stress is None or np.all(np.isfinite(stress)))):
             raise HdnnpError(f"reference {self.spec} returned non-finite numbers for {where}")
-        return energy, forces
+        return energy, forces, stress
 
 
 def parse_reference(spec: str, args_json: str | None = None) -> Reference:

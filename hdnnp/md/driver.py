@@ -205,8 +205,15 @@ def restore_dynamics(atoms, settings: MDSettings, state: dict):
 
 
 def _conserved_energy(dyn, atoms) -> float:
+    """The integrator's conserved quantity (eV), NaN where the calculator cannot give what it needs
+    (the MTK and Nosé–Hoover integrators ask for the free energy)."""
+    from ase.calculators.calculator import PropertyNotImplementedError
+
     if hasattr(dyn, "get_conserved_energy"):
-        return float(dyn.get_conserved_energy())
+        try:
+            return float(dyn.get_conserved_energy())
+        except PropertyNotImplementedError:
+            return float("nan")
     if dyn.__class__.__name__ == "VelocityVerlet":
         return float(atoms.get_potential_energy() + atoms.get_kinetic_energy())
     return float("nan")
@@ -229,7 +236,8 @@ def _frame_record(atoms, dyn, settings: MDSettings, reading, with_stress: bool) 
 
 def run_md(atoms, settings: MDSettings, output, *, resume: bool = False, overwrite: bool = False,
            quiet: bool = False, log=print, root_attrs: dict | None = None) -> dict:
-    """Run MD from ``atoms`` (with an hdnnp calculator attached) and write ``output`` (md.h5).
+    """Run MD from ``atoms`` (with an hdnnp calculator, or any ASE calculator such as the
+    reference method's, attached) and write ``output`` (md.h5).
 
     Returns a summary: ``status`` (``complete`` or ``stopped``), ``reason``, ``n_frames``,
     ``steps``, ``time_ps``, ``wall_s``, ``ns_per_day``, ``atom_steps_per_s``, ``guard_file``
@@ -242,7 +250,8 @@ def run_md(atoms, settings: MDSettings, output, *, resume: bool = False, overwri
     part, ckpt = partial_path(output), checkpoint_path(output)
     check_can_write(output, overwrite)
     with_stress = bool(np.all(atoms.pbc))
-    atoms.calc.stress_with_forces = with_stress  # the stress of every stored frame comes free
+    if hasattr(atoms.calc, "stress_with_forces"):  # hdnnp's calculator: the stored frames' stress comes free
+        atoms.calc.stress_with_forces = with_stress
     if resume:
         state, n_frames = read_checkpoint(ckpt)
         stored = MDSettings.from_json(state.pop("settings"))
@@ -260,10 +269,11 @@ def run_md(atoms, settings: MDSettings, output, *, resume: bool = False, overwri
         writer.truncate(n_frames)
         log(f"md: resuming at step {dyn.nsteps} ({writer.n_frames} frames kept) from {ckpt}")
     else:
-        for path in (part, ckpt):
-            if path.exists() and not overwrite:
-                raise HdnnpError(f"{path}: an unfinished run is there; continue it with --resume, "
-                                 f"or pass --overwrite to start again")
+        if ckpt.exists() and not overwrite:
+            raise HdnnpError(f"{ckpt}: an unfinished run is there; continue it with --resume, "
+                             f"or pass --overwrite to start again")
+        if part.exists() and not ckpt.exists():  # killed or failed before its first checkpoint:
+            log(f"md: replacing {part}, an unfinished run with no checkpoint (nothing to resume)")
         if not atoms.get_momenta().any():
             initial_velocities(atoms, settings.temperature_K, settings.seed)
         dyn = make_dynamics(atoms, settings)

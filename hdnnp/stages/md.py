@@ -10,6 +10,7 @@ as a DL_POLY HISTORY + E pair (which ``hdnnp prepare`` reads back).
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -81,8 +82,10 @@ def load_start(path, set_name: str | None = None, frame: int = 0, file_format: s
     return frames[frame]
 
 
-def start_atoms(frame: Frame, supercell=(1, 1, 1)):
-    """ASE Atoms of a frame, repeated ``supercell`` times."""
+def start_atoms(frame: Frame, supercell=(1, 1, 1), density: float | None = None):
+    """ASE Atoms of a frame, repeated ``supercell`` times; with ``density`` (g/cm³) the cell and
+    the positions are scaled isotropically, r -> s r with s = (ρ_start / ρ)^(1/3), to that mass
+    density (the scaled-volume starts of NVT isotherms and of ``hdnnp learn``)."""
     from ase import Atoms
 
     atoms = Atoms(numbers=frame.species, positions=frame.positions, cell=frame.cell, pbc=frame.pbc)
@@ -91,34 +94,74 @@ def start_atoms(frame: Frame, supercell=(1, 1, 1)):
             raise HdnnpError(f"--supercell {'x'.join(map(str, supercell))}: the start structure is not "
                              "periodic along a repeated direction")
         atoms = atoms.repeat(supercell)
+    if density is not None:
+        from hdnnp.analysis.observables import mass_density
+
+        if not (np.isfinite(density) and density > 0):
+            raise HdnnpError(f"--density: expected a mass density > 0 g/cm³, got {density}")
+        if not np.all(atoms.pbc):
+            raise HdnnpError("--density: the start structure must be periodic in all three directions")
+        scale = (mass_density(atoms.numbers, atoms.cell.array) / density) ** (1.0 / 3.0)
+        atoms.set_cell(atoms.cell.array * scale, scale_atoms=True)
     return atoms
+
+
+def md_calculator(model_path, reference=None, device: str = "cpu", species=None, start=None):
+    """``(make_calculator, root_attrs)`` of an MD run: the trained potential of ``model_path``
+    (:class:`~hdnnp.ase_calculator.HDNNPCalculator`), or, with ``reference`` (a
+    :class:`hdnnp.learning.references.Reference`), the reference method itself — the same driver,
+    ensembles and outputs, so a reference trajectory comes out labelled (energy, forces, stress).
+    ``species``: the start structure's atomic numbers, checked against the model's elements."""
+    from hdnnp.h5io import sha256_of
+
+    if reference is not None:
+        if reference.external:
+            raise HdnnpError("--reference external: MD needs a calculator (tblite:METHOD or ase:MODULE.CLASS)")
+        reference.calculator()  # fails now, with one line, if the calculator cannot be made
+        return reference.calculator, {"reference": reference.spec, "reference_args": json.dumps(reference.args)}
+    from hdnnp.ase_calculator import HDNNPCalculator
+    from hdnnp.kernels import resolve_device
+    from hdnnp.model import Potential
+
+    potential = Potential.load(model_path)
+    if species is not None:
+        check_elements_covered(np.unique(species), potential.elements, f"{start} (start structure)",
+                               str(model_path))
+    device = resolve_device(device)
+    return (lambda: HDNNPCalculator(potential, device=device),
+            {"model": str(Path(model_path).resolve()), "model_sha256": sha256_of(model_path)})
+
+
+#: A reference run stores (and checkpoints) every frame: each step costs seconds to minutes, so a
+#: killed run loses at most the frames since the last stored one.
+REFERENCE_CHUNK_FRAMES = 1
 
 
 def md(model_path, start, output="md.h5", settings: MDSettings | None = None, *, start_set=None,
        start_frame: int = 0, start_format=None, supercell=(1, 1, 1), device: str = "cpu",
        xyz=None, history=None, resume: bool = False, overwrite: bool = False, quiet: bool = False,
-       log=print) -> dict:
-    """Run MD with the potential of ``model_path`` from a start structure; see :func:`run_md`."""
-    from hdnnp.ase_calculator import HDNNPCalculator
-    from hdnnp.h5io import sha256_of
-    from hdnnp.kernels import resolve_device
-    from hdnnp.model import Potential
-
+       log=print, reference=None, density: float | None = None) -> dict:
+    """Run MD with the potential of ``model_path`` (or the ``reference`` method, see
+    :func:`md_calculator`) from a start structure; see :func:`run_md`."""
     settings = settings or MDSettings()
+    if reference is not None:
+        settings.chunk_frames = REFERENCE_CHUNK_FRAMES
     settings.check()
+    inputs = [start] + ([model_path] if reference is None else [])
     for out in (output, xyz, history):
         if out is not None:
-            check_can_write(out, overwrite, inputs=[model_path, start])
+            check_can_write(out, overwrite, inputs=inputs)
+    if history is not None:
+        history_companions(history, overwrite)
     frame = load_start(start, start_set, start_frame, start_format)
-    potential = Potential.load(model_path)
-    check_elements_covered(np.unique(frame.species), potential.elements, f"{start} (start structure)",
-                           str(model_path))
-    atoms = start_atoms(frame, supercell)
-    atoms.calc = HDNNPCalculator(potential, device=resolve_device(device))
+    make_calculator, attrs = md_calculator(model_path, reference, device, frame.species, start)
+    atoms = start_atoms(frame, supercell, density)
+    atoms.calc = make_calculator()
     summary = run_md(atoms, settings, output, resume=resume, overwrite=overwrite, quiet=quiet, log=log,
-                     root_attrs={"model": str(Path(model_path).resolve()), "model_sha256": sha256_of(model_path),
-                                 "start": f"{start}:{start_set or ''}@{start_frame}",
-                                 "supercell": "x".join(map(str, supercell))})
+                     root_attrs={**attrs, "start": f"{start}:{start_set or ''}@{start_frame}",
+                                 "supercell": "x".join(map(str, supercell)),
+                                 "start_density": float("nan") if density is None else float(density)})
+    summary["reference"] = reference.spec if reference is not None else None
     if xyz is not None:
         summary["xyz"] = export_extxyz(output, xyz, overwrite)
     if history is not None:
@@ -128,31 +171,30 @@ def md(model_path, start, output="md.h5", settings: MDSettings | None = None, *,
 
 def density_scan_command(model_path, start, output, settings: MDSettings, temperatures, equilibration_ps=None, *,
                          start_set=None, start_frame: int = 0, start_format=None, supercell=(1, 1, 1),
-                         device: str = "cpu", overwrite: bool = False, quiet: bool = False, log=print) -> dict:
+                         device: str = "cpu", overwrite: bool = False, quiet: bool = False, log=print,
+                         reference=None, density: float | None = None) -> dict:
     """``hdnnp md --scan``: :func:`hdnnp.md.scan.density_scan` from a start structure, then
-    ``DENSITY_VS_T.png`` and ``<stem>_density.json`` beside ``output``."""
-    from hdnnp.ase_calculator import HDNNPCalculator
-    from hdnnp.kernels import resolve_device
-    from hdnnp.model import Potential
+    ``DENSITY_VS_T.png`` and ``<stem>_density.json`` beside ``output`` (with the potential of
+    ``model_path``, or the ``reference`` method: :func:`md_calculator`)."""
     from hdnnp.md.scan import DENSITY_FIGURE, density_figure, density_scan
     from hdnnp.plots import save_figure
     from hdnnp.stages.report import write_json_summary
 
+    if reference is not None:
+        settings.chunk_frames = REFERENCE_CHUNK_FRAMES
     settings.check()
     output = Path(output)
     figure_path = output.with_name(DENSITY_FIGURE)
     json_path = output.with_name(f"{output.stem}_density.json")
+    inputs = [start] + ([model_path] if reference is None else [])
     for path in (figure_path, json_path):
-        check_can_write(path, overwrite, inputs=[model_path, start])
+        check_can_write(path, overwrite, inputs=inputs)
     frame = load_start(start, start_set, start_frame, start_format)
-    potential = Potential.load(model_path)
-    check_elements_covered(np.unique(frame.species), potential.elements, f"{start} (start structure)",
-                           str(model_path))
-    device = resolve_device(device)
+    make_calculator, attrs = md_calculator(model_path, reference, device, frame.species, start)
 
     def fresh_atoms():
-        atoms = start_atoms(frame, supercell)
-        atoms.calc = HDNNPCalculator(potential, device=device)
+        atoms = start_atoms(frame, supercell, density)
+        atoms.calc = make_calculator()
         return atoms
 
     if equilibration_ps is None:
@@ -160,9 +202,11 @@ def density_scan_command(model_path, start, output, settings: MDSettings, temper
     points = density_scan(fresh_atoms, settings, temperatures, output, equilibration_ps, overwrite=overwrite,
                           quiet=quiet, log=log)
     save_figure(density_figure(points, settings.pressure_GPa), figure_path)
-    write_json_summary(dict(model=str(model_path), start=str(start), supercell=list(supercell),
-                            pressure_GPa=settings.pressure_GPa, equilibration_ps=equilibration_ps,
-                            points=[p.as_dict() for p in points]), json_path, overwrite)
+    write_json_summary(dict(**({"reference": attrs["reference"]} if reference is not None
+                               else {"model": str(model_path)}), start=str(start),
+                            supercell=list(supercell), pressure_GPa=settings.pressure_GPa,
+                            equilibration_ps=equilibration_ps, points=[p.as_dict() for p in points]),
+                       json_path, overwrite)
     return dict(points=points, files=[p.md_path for p in points] + [str(figure_path), str(json_path)])
 
 
@@ -195,21 +239,43 @@ def export_extxyz(md_path, path, overwrite: bool = False) -> str:
     return str(path)
 
 
-def export_history(md_path, path, overwrite: bool = False, timestep_ps: float = 0.001) -> str:
-    """md.h5 -> DL_POLY 4 HISTORY (forces in DL_POLY units) and its energy file E<suffix>, so that
-    ``hdnnp prepare`` reads the trajectory back."""
-    from hdnnp.io.dlpoly_write import write_energies, write_history
-
+def history_companions(path, overwrite: bool = False) -> tuple[Path, Path]:
+    """The energy file ``E<suffix>`` and stress file ``STRESS<suffix>`` of ``HISTORY<suffix>``
+    (checked writable)."""
     path = Path(path)
     if not path.name.startswith("HISTORY"):
         raise HdnnpError(f"--history {path}: the name must start with HISTORY (its energy file is "
-                         "E<same suffix>)")
-    energy_path = path.with_name("E" + path.name[len("HISTORY"):])
-    check_can_write(energy_path, overwrite)
+                         "E<same suffix>, its stress file STRESS<same suffix>)")
+    suffix = path.name[len("HISTORY"):]
+    energy_path, stress_path = path.with_name("E" + suffix), path.with_name("STRESS" + suffix)
+    for companion in (energy_path, stress_path):
+        check_can_write(companion, overwrite)
+    return energy_path, stress_path
+
+
+def export_history(md_path, path, overwrite: bool = False, timestep_ps: float = 0.001) -> str:
+    """md.h5 -> DL_POLY 4 HISTORY (forces in DL_POLY units), its energy file E<suffix> and, when
+    the frames carry a stress (periodic boxes), its stress file STRESS<suffix>
+    (:func:`hdnnp.io.dlpoly_write.write_stresses`), so that ``hdnnp prepare`` reads the
+    trajectory back with energies, forces and stresses."""
+    from hdnnp.io.dlpoly_write import write_energies, write_history, write_stresses
+
+    path = Path(path)
+    energy_path, stress_path = history_companions(path, overwrite)
     with open_stage_file(md_path, "md") as h5:
         n_frames = len(h5["trajectory/frames/atom_offset"]) - 1
+        stress = h5["trajectory/frames/stress"][:]
+    with_stress = n_frames > 0 and bool(np.all(np.isfinite(stress)))
+
+    def frames():
+        for f, s, _ in _md_frames(md_path):
+            f.stress = s if with_stress else None
+            yield f
+
     with atomic_output(path, overwrite) as tmp, atomic_output(energy_path, overwrite) as tmp_e:
-        write_history(tmp, (f for f, _, _ in _md_frames(md_path)), timestep_ps=timestep_ps, n_frames=n_frames,
-                      title=f"hdnnp md {md_path}")
-        write_energies(tmp_e, (f for f, _, _ in _md_frames(md_path)))
+        write_history(tmp, frames(), timestep_ps=timestep_ps, n_frames=n_frames, title=f"hdnnp md {md_path}")
+        write_energies(tmp_e, frames())
+        if with_stress:
+            with atomic_output(stress_path, overwrite) as tmp_s:
+                write_stresses(tmp_s, frames())
     return str(path)

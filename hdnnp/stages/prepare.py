@@ -8,6 +8,10 @@ training files (T1 f1, T2 f1, ..., Tn f1, T1 f2, ...; a file that runs out drops
 one pending frame per file; prediction files follow one another in the order given. Memory
 does not grow with trajectory length.
 
+A DL_POLY HISTORY takes its energies from ``E<suffix>`` and, where a ``STRESS<suffix>`` file lies
+beside it, the reference stress of every frame from that (``step s_xx s_yy s_zz s_yz s_xz s_xy``,
+eV/Å³, ASE's sign; :func:`hdnnp.io.dlpoly.iter_stresses`; ``hdnnp md --history`` writes it).
+
 Output layout: :mod:`hdnnp.h5io` frame sets ``train`` and ``predict`` (ragged), root attribute
 ``elements`` (sorted atomic numbers in either set) and the reading options as root attributes.
 A set stores forces only when every one of its files has them.
@@ -90,13 +94,15 @@ def iter_source(entry: InputFile, options: ReadOptions, stats: SourceStats) -> I
 
 
 def _iter_dlpoly(entry: InputFile, options: ReadOptions, stats: SourceStats) -> Iterator[Frame]:
-    from hdnnp.io.dlpoly import EnergyMatcher, HistoryReader
+    from hdnnp.io.dlpoly import EnergyMatcher, HistoryReader, StressMatcher
 
     with HistoryReader(entry.path, options.forces_unit) as history:
         energies = EnergyMatcher(entry.energy_path, options.energy_column, options.energy_unit)
+        stresses = StressMatcher(entry.stress_path) if entry.stress_path is not None else None
         for rec in history.records(options.keep):
             stats.n_frames += 1
             energy = energies.energy(rec.step)  # also for dropped frames: they own their line
+            stress = stresses.stress(rec.step) if stresses is not None else None
             if rec.frame is None:
                 continue
             if energy is None:
@@ -104,6 +110,11 @@ def _iter_dlpoly(entry: InputFile, options: ReadOptions, stats: SourceStats) -> 
                 if len(stats.missing_steps) < _MAX_NAMED_STEPS:
                     stats.missing_steps.append(rec.step)
                 continue
+            if stresses is not None and stress is None:
+                raise InputFileError(entry.stress_path, f"no stress for step {rec.step} of {entry.path.name} "
+                                     "(a stress file gives every kept frame of its HISTORY a line; remove it "
+                                     "to read the trajectory without stresses)")
+            rec.frame.stress = stress
             rec.frame.energy = energy
             rec.frame.temperature = entry.temperature
             stats.n_kept += 1

@@ -298,7 +298,7 @@ def data_has_forces(prepared_summary: dict) -> bool:
 def run_pipeline(selection, reading: dict | None = None, *, work_dir=".", out_dir="data",
                  symmetry_options: dict | None = None, train_options=None, forces=None,
                  device: str = "auto", overwrite: bool = False, quiet: bool = False,
-                 report: bool = True, md_check_ps: float | None = None, log=None) -> dict:
+                 report: bool = True, md_check_ps: float | None = None, checks_dir=None, log=None) -> dict:
     """Run stages 2-6 on ``selection`` (an :class:`hdnnp.inputs.InputSelection`).
 
     ``reading``: reading options of :func:`hdnnp.stages.prepare.prepare` (skip, stride, ...);
@@ -310,7 +310,10 @@ def run_pipeline(selection, reading: dict | None = None, *, work_dir=".", out_di
     also write ``metrics.json`` and the figures into ``out_dir``; ``log``: a callable taking
     one line (what each stage is doing), e.g. ``click.echo``; ``md_check_ps``: end with the MD
     check of :mod:`hdnnp.md.check` at each prediction temperature, this many ps each (None: no
-    check), writing ``md_check_<T>K.h5`` and ``out_dir/MD_CHECK.png``.
+    check), writing ``md_check_<T>K.h5`` and ``out_dir/MD_CHECK.png``; ``checks_dir``: then the
+    checks against direct reference MD of :mod:`hdnnp.md.reference_checks` (P(V) isotherm, NPT
+    from the reference's start), writing ``check_<name>_<T>K.h5`` and
+    ``out_dir/REFERENCE_CHECKS.png``.
 
     Returns ``{"device", "work_dir", "paths": {name: str}, "wall_time_s": {stage: s, "total":
     s}, "stages": {stage: the stage's summary}, "metrics": the report summary (when
@@ -337,6 +340,12 @@ def run_pipeline(selection, reading: dict | None = None, *, work_dir=".", out_di
 
         outputs.append(Path(out_dir) / MD_CHECK_FIGURE)
         outputs += [check_path(work_dir, e.temperature) for e in selection.predict if np.isfinite(e.temperature)]
+    if checks_dir is not None:
+        from hdnnp.md.reference_checks import REFERENCE_CHECKS_FIGURE, find_checks
+
+        outputs.append(Path(out_dir) / REFERENCE_CHECKS_FIGURE)
+        outputs += [work_dir / f"check_{r.name}_{r.temperature_K:g}K.h5" for r in find_checks(checks_dir)
+                    if r.kind == "npt"]
     check_outputs_free(outputs, overwrite)
     for path in outputs:  # an output that is an input file is refused, --overwrite or not
         check_not_an_input(path, selection.all_paths())
@@ -404,9 +413,19 @@ def run_pipeline(selection, reading: dict | None = None, *, work_dir=".", out_di
         figure = save_figure(md_check_figure(results), Path(out_dir) / MD_CHECK_FIGURE)
         summary["md_check"] = {"results": results, "figure": str(figure)}
         summary["paths"].update({f"md_check_{r.temperature_K:g}K": r.md_path for r in results})
+    if checks_dir is not None:
+        from hdnnp.md.reference_checks import REFERENCE_CHECKS_FIGURE, reference_checks, reference_checks_figure
+        from hdnnp.plots import save_figure
+
+        checks = timed("reference checks", f"P(V) and NPT against the reference runs of {checks_dir}",
+                       reference_checks, paths["model"], checks_dir, work_dir, overwrite=overwrite, quiet=quiet,
+                       log=log)
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        figure = save_figure(reference_checks_figure(checks), Path(out_dir) / REFERENCE_CHECKS_FIGURE)
+        summary["reference_checks"] = {"results": checks, "figure": str(figure)}
     times["total"] = time.perf_counter() - t_all
     summary["wall_time_s"] = times
-    summary["stages"] = {k: v for k, v in stages.items() if k not in ("report", "md check")}
+    summary["stages"] = {k: v for k, v in stages.items() if k not in ("report", "md check", "reference checks")}
     return summary
 
 

@@ -35,7 +35,7 @@ from hdnnp.h5io import (atomic_output, check_can_write, check_feature_sets_match
 from hdnnp.model import Potential, model_path_for_checkpoint
 from hdnnp.training.loop import initial_parameters, train_networks
 from hdnnp.training.loss import ElementBlock, TrainingData, frame_ranges
-from hdnnp.training.presets import TrainOptions, check_val_split
+from hdnnp.training.presets import TrainOptions, check_val_split, resolve_stress_weight
 from hdnnp.training.streamed import STREAM_BLOCK_FRAMES, StreamedData, block_frames, draw_force_mask
 
 BYTES_PER_MB = 1024.0 ** 2
@@ -323,6 +323,8 @@ def train(symmetry_path, output_path, options: TrainOptions, overwrite: bool = F
         with_forces = options.use_forces and "atoms/forces" in group
         if with_forces:
             _check_reference_forces(group, symmetry_path)
+        options = replace(options, stress_weight=resolve_stress_weight(
+            options, bool(group.attrs.get("virial", False))))
         need = estimate_memory_mb(group, with_forces, options.force_fraction, options.stress_weight > 0)
         stream = options.stream == "always" or (options.stream == "auto" and need > options.max_memory_mb)
         if need > options.max_memory_mb and options.stream == "never":

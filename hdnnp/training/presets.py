@@ -64,7 +64,8 @@ class TrainOptions:
     ekf_eta0: float = 0.01  # standard: eta = min(eta0 exp(epoch / etatau), etamax)
     ekf_etatau: float = 2.302  # epochs
     ekf_etamax: float = 1.0
-    stress_weight: float = 0.0  # weight of the virial-per-atom term (dimensionless, vs energy per atom); 0: off
+    stress_weight: float = -1.0  # weight of the virial-per-atom term (dimensionless, vs energy per atom); 0: off;
+    # < 0: automatic, DEFAULT_STRESS_WEIGHT when the training set has reference stresses, else off
     baseline: str = "none"  # repulsive baseline: zbl or none (hdnnp.baseline)
     baseline_radii: str = ""  # "R_INNER:R_OUTER" Å for every pair; "": from the shortest distances in the data
 
@@ -74,6 +75,20 @@ class TrainOptions:
             v = getattr(self, f.name)
             out[f.name] = list(v) if isinstance(v, tuple) else v
         return out
+
+
+#: The stress weight of ``--stress-weight`` automatic (the default) when the training set has
+#: reference stresses: the value of the README's Ge/Si runs on PBE data with stresses.
+DEFAULT_STRESS_WEIGHT = 0.1
+
+
+def resolve_stress_weight(options: TrainOptions, has_stresses: bool) -> float:
+    """The stress weight a run uses: ``--stress-weight`` when given (>= 0), else
+    :data:`DEFAULT_STRESS_WEIGHT` when the training set has reference stresses (and their strain
+    derivatives), else 0."""
+    if options.stress_weight >= 0:
+        return float(options.stress_weight)
+    return DEFAULT_STRESS_WEIGHT if has_stresses else 0.0
 
 
 #: Per-optimiser defaults of ``epochs`` and ``patience``.
@@ -181,7 +196,7 @@ def _check_ranges(opts: TrainOptions) -> None:
     checks = [  # (option, its value, acceptable, what is expected)
         ("--learning-rate", o.learning_rate, finite(o.learning_rate) and o.learning_rate > 0, "a step size > 0"),
         ("--force-weight", o.force_weight, finite(o.force_weight), "a finite weight (negative: automatic)"),
-        ("--stress-weight", o.stress_weight, finite(o.stress_weight) and o.stress_weight >= 0, "a weight >= 0 (0: off)"),
+        ("--stress-weight", o.stress_weight, finite(o.stress_weight), "a finite weight (0: off; negative: automatic)"),
         ("--seed", o.seed, isinstance(o.seed, int) and 0 <= o.seed < 2 ** 32 - 1000, "an integer in [0, 2³²)"),
         ("--epochs", o.epochs, o.epochs >= 0, "a number of epochs >= 0"),
         ("--patience", o.patience, o.patience >= -1, "a number of epochs >= 0 (0: never stop early)"),
