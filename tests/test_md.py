@@ -70,6 +70,14 @@ def test_nve_conserves_energy_with_second_order_error(model, tmp_path):
     assert 3.0 < rms_1 / rms_2 < 5.0
     half = len(total_2) // 2
     assert abs(total_2[half:].mean() - total_2[:half].mean()) < 2 * rms_2
+    # the drift hdnnp md reports: the least-squares slope of E_total per atom against time
+    from scipy.stats import linregress
+
+    with h5py.File(tmp_path / "nve2.0.h5") as h5:
+        reported = h5.attrs["conserved_energy_drift_meV_per_atom_ps"]
+        n_atoms, time_ps = len(h5["trajectory/atoms/species"]) // len(total_2), h5["trajectory/frames/time"][:]
+    assert n_atoms == 8
+    assert reported == pytest.approx(linregress(time_ps, total_2 / n_atoms).slope * 1e3, rel=1e-9)
 
 
 def test_nve_is_time_reversible(model, tmp_path):

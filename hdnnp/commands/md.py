@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import click
+import numpy as np
 
 from hdnnp.commands import device_option
 from hdnnp.errors import HdnnpError
@@ -198,6 +199,8 @@ def format_md_summary(summary: dict) -> str:
     text = (f"md: {summary['status']} at step {summary['steps']} ({summary['time_ps']:.3f} ps), "
             f"{summary['n_frames']} frames; {summary['ns_per_day']:.3g} ns/day, "
             f"{summary['atom_steps_per_s']:.0f} atom-steps/s")
+    if np.isfinite(summary.get("drift_meV_per_atom_ps", float("nan"))):
+        text += f"; conserved-energy drift {summary['drift_meV_per_atom_ps']:+.3g} meV/atom/ps"
     if g is not None and summary.get("reference"):
         text += (f"; last check: T {g.temperature_K:.0f} K, shortest distance {g.min_distance_angstrom:.2f} Å")
     elif g is not None:

@@ -333,6 +333,9 @@ def run_md(atoms, settings: MDSettings, output, *, resume: bool = False, overwri
     steps_done = dyn.nsteps - start_step
     h5.attrs["status"] = "complete" if reason is None else f"stopped: {reason}"
     n_frames = writer.n_frames
+    drift = conserved_energy_drift(h5["trajectory/frames/time"][:], h5["trajectory/frames/conserved_energy"][:],
+                                   n_atoms)
+    h5.attrs["conserved_energy_drift_meV_per_atom_ps"] = drift
     h5.close()
     progress.close()
     guard_file = None
@@ -345,7 +348,19 @@ def run_md(atoms, settings: MDSettings, output, *, resume: bool = False, overwri
                 steps=dyn.nsteps, time_ps=dyn.nsteps * settings.timestep_fs * 1e-3, wall_s=wall,
                 ns_per_day=simulated_ps * 1e-3 / wall * 86400 if wall > 0 else float("nan"),
                 atom_steps_per_s=steps_done * n_atoms / wall if wall > 0 else float("nan"),
-                guard_file=guard_file, last_guard=reading, output=str(output))
+                guard_file=guard_file, last_guard=reading, output=str(output), drift_meV_per_atom_ps=drift)
+
+
+def conserved_energy_drift(time_ps, conserved_energy_ev, n_atoms: int) -> float:
+    """Drift of the integrator's conserved quantity (meV/atom/ps): the slope of a least-squares
+    line through the stored frames' conserved energy per atom against time. NVE: E_pot + E_kin;
+    Nosé–Hoover and MTK: that plus the thermostat and barostat terms; NaN for Langevin (nothing is
+    conserved) or fewer than two frames."""
+    t, e = np.asarray(time_ps, float), np.asarray(conserved_energy_ev, float)
+    ok = np.isfinite(e)
+    if ok.sum() < 2 or np.ptp(t[ok]) <= 0:
+        return float("nan")
+    return float(np.polyfit(t[ok], e[ok] / n_atoms, 1)[0] * 1000.0)
 
 
 def _snapshot(atoms, step: int):
