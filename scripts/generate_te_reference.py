@@ -18,8 +18,9 @@ Plans (``--plan``):
   ``Te-npt0`` at 573, 773 and 1073 K: NPT at 0 GPa for 5 ps from the bundled start
   (``data/example``'s start frame, 5.7 g/cm³), with the settings a model's check run uses
   (2 fs, isotropic MTK barostat, τ_T 100 fs, τ_P 1000 fs); ``Te-rho<ρ>`` at 773 K: NVT
-  (Langevin) for 1.5 ps at 5.4, 6.2, 7.0, 7.8 and 8.6 g/cm³ (the start scaled to ρ), for the
-  P(V) isotherm (the first 0.5 ps are equilibration).
+  (Langevin) for 1.5 ps at 5.4, 6.2, 7.0, 7.8 and 8.6 g/cm³, for the P(V) isotherm (the first
+  0.5 ps are equilibration): below 7 g/cm³ from the bundled start scaled to ρ, from 7 g/cm³ on
+  from the frame of the 773 K NPT run nearest ρ, scaled to ρ (see :func:`start_of`).
 * ``train`` — training and held-out data (``data/te_reference``): at each of 573, 673, 723, 773,
   823, 873, 973 and 1073 K two independent trajectories, ``Te-npt`` (NPT at 0 GPa, 2 ps from the
   5.70 g/cm³ start: the reference's own densification) and ``Te-vol`` (NVT for 1 ps at a
@@ -61,6 +62,7 @@ class Run:
     time_ps: float
     seed: int
     density: float | None = None  # g/cm³: scale the start to it
+    start_from: str | None = None  # tag of an NPT run of the plan: start from its frame nearest `density`
     pressure: float = 0.0
     timestep: float = 2.0
     write_every: int = 10
@@ -77,7 +79,8 @@ class Run:
 def plan(name: str) -> list[Run]:
     if name == "checks":
         runs = [Run("Te-npt0", 773, "npt", 5.0, 41773)]
-        runs += [Run(f"Te-rho{rho:.1f}", 773, "nvt", 1.5, 42000 + i, density=rho)
+        runs += [Run(f"Te-rho{rho:.1f}", 773, "nvt", 1.5, 42000 + i, density=rho,
+                     start_from=None if rho < 7.0 else "Te-npt0.773K")
                  for i, rho in enumerate((5.4, 6.2, 7.0, 7.8, 8.6))]
         runs += [Run("Te-npt0", t, "npt", 5.0, 41000 + t) for t in (573, 1073)]
         return runs
@@ -93,10 +96,29 @@ def plan(name: str) -> list[Run]:
     raise SystemExit(f"unknown plan {name!r}")
 
 
+def start_of(run: Run, out: Path) -> tuple[Path, int]:
+    """(structure file, frame) a run starts from: the bundled start, or the frame of the NPT run
+    ``run.start_from`` whose density is nearest ``run.density`` (an equilibrated dense liquid of
+    the reference itself instead of the 5.70 g/cm³ start squeezed, whose strain energy heated
+    such a box beyond 3 T within 20 fs)."""
+    if run.start_from is None:
+        return START, -1
+    sys.path.insert(0, str(REPO))
+    from hdnnp.analysis.observables import mass_density
+    from hdnnp.io.dlpoly import read_history
+
+    source = out / f"HISTORY.{run.start_from}.gz"
+    if not source.is_file():
+        raise SystemExit(f"{run.tag}: needs {source} first (run the plan again when it is there)")
+    rho = [mass_density(f.species, f.cell) for f in read_history(source)]
+    return source, int(min(range(len(rho)), key=lambda k: (abs(rho[k] - run.density), -k)))
+
+
 def command(run: Run, out: Path, reference: str, reference_args: str) -> list[str]:
     md = out / "work" / f"md.{run.tag}.h5"
+    start, frame = start_of(run, out)
     cmd = [sys.executable, "-m", "hdnnp", "md", "--reference", reference, "--reference-args", reference_args,
-           "--start", str(START), "--start-frame", "-1", "--ensemble", run.ensemble,
+           "--start", str(start), "--start-frame", str(frame), "--ensemble", run.ensemble,
            "--temperature", f"{run.temperature:g}", "--pressure", f"{run.pressure:g}",
            "--timestep", f"{run.timestep:g}", "--time", f"{run.time_ps:g}", "--seed", str(run.seed),
            "--write-every", str(run.write_every), "--guard-every", str(run.write_every),
@@ -140,14 +162,16 @@ def run_one(run: Run, out: Path, reference: str, reference_args: str) -> str:
 
 def write_readme(out: Path, plan_name: str, reference: str, reference_args: str) -> None:
     rows = []
-    for path in sorted(out.glob("summary.*.json")):
+    for path in sorted(out.glob("summary.*.json"), key=lambda q: (json.loads(q.read_text())["run"]["ensemble"],
+                                                                   q.name)):
         s = json.loads(path.read_text())
         r, ser = s["run"], s["series"]
         t = ser["time_ps"]
         last = [i for i, x in enumerate(t) if x >= t[-1] - 1.0]  # the last ps
         mean = (lambda key: sum(ser[key][i] for i in last) / len(last))
-        rows.append(f"| {r['name']} | {r['temperature']:g} | {r['ensemble']} | "
-                    f"{r['density'] if r['density'] is not None else '5.70 (start)'} | {t[-1]:.2f} | {s['n_frames']} | "
+        start = s.get("md", {}).get("start", "").replace(str(REPO) + "/", "").replace(":@", " frame ")
+        rows.append(f"| {r['name']} | {r['temperature']:g} | {r['ensemble']} | {start} | "
+                    f"{r['density'] if r['density'] is not None else '5.70'} | {t[-1]:.2f} | {s['n_frames']} | "
                     f"{mean('density_g_cm3'):.3f} | {mean('energy_eV_per_atom'):.4f} | {mean('pressure_GPa'):.2f} | "
                     f"{mean('temperature_K'):.0f} | {min(ser['min_distance_angstrom']):.2f} | {r['seed']} | "
                     f"{s['wall_s']:.0f} | {s.get('status') or s['md'].get('status', '')} |")
@@ -155,8 +179,11 @@ def write_readme(out: Path, plan_name: str, reference: str, reference_args: str)
 
 Generated by `scripts/generate_te_reference.py --plan {plan_name}` (do not edit by hand; rerun
 the script, which resumes unfinished runs and rewrites this file). Each run is one
-`hdnnp md --reference {reference} --reference-args '{reference_args}'` process from the last
-frame of `data/example/HISTORY.Te.723K.gz` (32 Te atoms, 5.70 g/cm³), written with `--history`:
+`hdnnp md --reference {reference} --reference-args '{reference_args}'` process (32 Te atoms),
+from the last frame of `data/example/HISTORY.Te.723K.gz` (5.70 g/cm³) or, for the isotherm's
+densities from 7 g/cm³ on, from the frame of the 773 K NPT run nearest that density (the 5.70
+g/cm³ start squeezed to 7.8 g/cm³ heated past 3 T within 20 fs), scaled to the density, written
+with `--history`:
 `HISTORY.<run>.gz` (positions, cell, forces), `E.<run>.gz` (potential energy, eV) and
 `STRESS.<run>.gz` (eV/Å³, ASE's sign: positive = tensile), which `hdnnp prepare` reads
 (`--train-file`/`--predict-file HISTORY...gz`), and `summary.<run>.json` (the command, versions,
@@ -165,8 +192,8 @@ shortest distance). Frames every 10 steps of 2 fs. Licence: as the repository (M
 
 Means over the last ps of each run:
 
-| run | T (K) | ensemble | start ρ (g/cm³) | length (ps) | frames | ρ (g/cm³) | E (eV/atom) | P (GPa) | T_kin (K) | d_min (Å) | seed | wall (s) | status |
-|---|---|---|---|---|---|---|---|---|---|---|---|---|---|
+| run | T (K) | ensemble | start | start ρ (g/cm³) | length (ps) | frames | ρ (g/cm³) | E (eV/atom) | P (GPa) | T_kin (K) | d_min (Å) | seed | wall (s) | status |
+|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|
 """ + "\n".join(rows) + "\n"
     (out / "README.md").write_text(text)
 

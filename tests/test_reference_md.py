@@ -94,22 +94,29 @@ def test_md_h5_and_extxyz_record_the_reference(run):
     assert len(images) == 9 and all(a.calc.results.get("stress") is not None for a in images)
 
 
-def test_a_killed_reference_run_resumes_to_the_same_trajectory(start, run, tmp_path, capsys):
-    """The reference fails at call 23 (after the frame of step 20 was stored and checkpointed);
-    --resume continues from that frame and ends where the uninterrupted run ends: the positions
-    bit for bit, the stress to rounding (ASE's LJ sums a fresh neighbour list in another order)."""
+def failing_reference_run(start, out, steps, write_every, fail_at):
+    """The ``hdnnp md`` arguments of a run with the fixtures' Lennard-Jones that raises on call
+    ``fail_at``, after running them once (the failure propagates or exits non-zero)."""
     counting = ["--reference", "ase:_learn_fixtures.CountingLJ", "--reference-args", json.dumps(LJ_ARGS)]
-    args = ["md", *counting, "--start", start, "--temperature", 60, "--steps", 40, "--write-every", 5,
-            "-o", tmp_path / "md.h5", "-q"]
-    CountingLJ.calls, CountingLJ.fail_at = 0, 23
+    args = ["md", *counting, "--start", start, "--temperature", 60, "--steps", steps, "--write-every", write_every,
+            "-o", out, "-q"]
+    CountingLJ.calls, CountingLJ.fail_at = 0, fail_at
     try:
         assert cli(*args) != 0
     except RuntimeError:
         pass
+    CountingLJ.fail_at = -1
+    return args
+
+
+def test_a_killed_reference_run_resumes_to_the_same_trajectory(start, run, tmp_path, capsys):
+    """The reference fails at call 23 (after the frame of step 20 was stored and checkpointed);
+    --resume continues from that frame and ends where the uninterrupted run ends: the positions
+    bit for bit, the stress to rounding (ASE's LJ sums a fresh neighbour list in another order)."""
+    args = failing_reference_run(start, tmp_path / "md.h5", 40, 5, fail_at=23)
     with h5py.File(tmp_path / "md.h5.partial") as h5:
         kept = len(h5["trajectory/frames/atom_offset"]) - 1
     assert kept >= 4 and (tmp_path / "md.h5.checkpoint").is_file()
-    CountingLJ.fail_at = -1
     assert cli(*args, "--resume") == 0
     with h5py.File(tmp_path / "md.h5") as h5, h5py.File(run / "md.h5") as ref:
         np.testing.assert_array_equal(h5["trajectory/atoms/positions"][:], ref["trajectory/atoms/positions"][:])
@@ -200,18 +207,20 @@ def test_a_run_that_failed_before_its_first_checkpoint_is_replaced(start, tmp_pa
     """A reference failing on its first call leaves a partial file and no checkpoint: nothing to
     resume, so the next plain run replaces it (it used to demand --resume, which then said
     'run without --resume')."""
-    counting = ["--reference", "ase:_learn_fixtures.CountingLJ", "--reference-args", json.dumps(LJ_ARGS)]
-    args = ["md", *counting, "--start", start, "--temperature", 60, "--steps", 4, "--write-every", 2,
-            "-o", tmp_path / "md.h5", "-q"]
-    CountingLJ.calls, CountingLJ.fail_at = 0, 1
-    try:
-        assert cli(*args) != 0
-    except RuntimeError:
-        pass
+    args = failing_reference_run(start, tmp_path / "md.h5", 4, 2, fail_at=1)
     assert (tmp_path / "md.h5.partial").exists() and not (tmp_path / "md.h5.checkpoint").exists()
     assert cli(*args, "--resume") == 2 and "no checkpoint to resume from" in capsys.readouterr().err
-    CountingLJ.fail_at = -1
     assert cli(*args) == 0
     assert "an unfinished run with no checkpoint (nothing to resume)" in capsys.readouterr().err
     with h5py.File(tmp_path / "md.h5") as h5:
         assert h5.attrs["status"] == "complete" and len(h5["trajectory/frames/step"]) == 3
+
+
+def test_a_gz_history_is_gzip_compressed(start, tmp_path):
+    """--history NAME.gz: the three files are gzip (the temporary names they are written under
+    do not end in .gz; they used to come out as plain text under a .gz name)."""
+    assert cli("md", *LJ, "--start", start, "--temperature", 60, "--steps", 4, "--write-every", 2,
+               "-o", tmp_path / "md.h5", "--history", tmp_path / "HISTORY.Ar.60K.gz", "-q") == 0
+    for name in ("HISTORY.Ar.60K.gz", "E.Ar.60K.gz", "STRESS.Ar.60K.gz"):
+        assert (tmp_path / name).read_bytes()[:2] == b"\x1f\x8b", name
+    assert len(list(iter_stresses(tmp_path / "STRESS.Ar.60K.gz"))) == 3

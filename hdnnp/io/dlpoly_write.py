@@ -13,9 +13,11 @@ from hdnnp.elements import symbol
 from hdnnp.units import EV_PER_ANGSTROM_IN_DLPOLY_FORCE
 
 
-def _open_text(path, mode="wt"):
+def _open_text(path, mode="wt", compress: bool | None = None):
+    """``path`` for writing text, gzip-compressed when ``compress`` (None: when the name ends in
+    ``.gz``; pass it explicitly when ``path`` is a temporary name for a final ``.gz`` file)."""
     path = Path(path)
-    return gzip.open(path, mode) if path.suffix == ".gz" else open(path, mode)
+    return gzip.open(path, mode) if (path.suffix == ".gz" if compress is None else compress) else open(path, mode)
 
 
 def imcon_of_cell(cell) -> int:
@@ -32,7 +34,7 @@ def imcon_of_cell(cell) -> int:
 
 def write_history(path, frames, layout: str = "dlpoly4", keytrj: int = 2, title: str = "hdnnp",
                   timestep_ps: float = 0.001, names=None, forces_unit: str = "dlpoly",
-                  n_frames: int | None = None) -> None:
+                  n_frames: int | None = None, compress: bool | None = None) -> None:
     """Write frames (:class:`hdnnp.frames.Frame`) as a DL_POLY HISTORY file.
 
     ``layout``: ``"dlpoly4"`` (header line ``keytrj imcon natms nframes nrecords``, records
@@ -41,7 +43,8 @@ def write_history(path, frames, layout: str = "dlpoly4", keytrj: int = 2, title:
     Velocities are written as zeros when keytrj >= 1 (frames carry none).
     ``names``: per-atom names (default: element symbols). A ``.gz`` path is gzip-compressed.
     ``n_frames``: the number of frames, when known; then ``frames`` may be any iterator and is
-    written as it comes (bounded memory), else it is read into a list first.
+    written as it comes (bounded memory), else it is read into a list first. ``compress``: gzip
+    (None: when ``path`` ends in ``.gz``).
     """
     if n_frames is None:
         frames = list(frames)
@@ -54,7 +57,7 @@ def write_history(path, frames, layout: str = "dlpoly4", keytrj: int = 2, title:
     fscale = EV_PER_ANGSTROM_IN_DLPOLY_FORCE if forces_unit == "dlpoly" else 1.0
     nrec_frame = 4 + natms * (2 + keytrj)
     pad = (lambda s: f"{s:<72s}\n") if layout == "dlpoly4" else (lambda s: s + "\n")
-    with _open_text(path) as fh:
+    with _open_text(path, compress=compress) as fh:
         fh.write(pad(title[:72]))
         if layout == "dlpoly4":
             fh.write(pad(f"{keytrj:10d}{imcon:10d}{natms:10d}{n_frames:21d}{2 + nrec_frame * n_frames:21d}"))
@@ -76,22 +79,24 @@ def write_history(path, frames, layout: str = "dlpoly4", keytrj: int = 2, title:
                     fh.write(pad("".join(f"{v * fscale:20.10f}" for v in fr.forces[i])))
 
 
-def write_energies(path, frames, unit_scale: float = 1.0, header: str = "step  energy_eV") -> None:
-    """Write an energy file: ``# header`` then ``step energy`` per frame (energy / unit_scale)."""
-    with _open_text(path) as fh:
+def write_energies(path, frames, unit_scale: float = 1.0, header: str = "step  energy_eV",
+                   compress: bool | None = None) -> None:
+    """Write an energy file: ``# header`` then ``step energy`` per frame (energy / unit_scale);
+    ``compress`` as :func:`write_history`."""
+    with _open_text(path, compress=compress) as fh:
         fh.write(f"# {header}\n")
         for fr in frames:
             fh.write(f"{fr.step:d} {fr.energy / unit_scale:.10f}\n")
 
 
-def write_stresses(path, frames) -> None:
+def write_stresses(path, frames, compress: bool | None = None) -> None:
     """Write a stress file, the companion ``STRESS<suffix>`` of ``HISTORY<suffix>`` that ``hdnnp
     prepare`` reads (:func:`hdnnp.io.dlpoly.iter_stresses`): ``step s_xx s_yy s_zz s_yz s_xz s_xy``
     in eV/Å³, ASE's sign (positive = tensile), 17 significant digits (the doubles exactly);
-    frames without a stress get no line."""
+    frames without a stress get no line; ``compress`` as :func:`write_history`."""
     from hdnnp.io.dlpoly import STRESS_FILE_HEADER
 
-    with _open_text(path) as fh:
+    with _open_text(path, compress=compress) as fh:
         fh.write(f"# {STRESS_FILE_HEADER}\n")
         for fr in frames:
             if fr.stress is None or not np.all(np.isfinite(fr.stress)):

@@ -114,6 +114,11 @@ def run_summary(md_path, history_path, **provenance) -> Path:
     return path
 
 
+def npt_output_path(work_dir, run: CheckRun) -> Path:
+    """The potential's trajectory of an NPT check: ``<work_dir>/check_<name>_<T>K.h5``."""
+    return Path(work_dir) / f"check_{run.name}_{run.temperature_K:g}K.h5"
+
+
 def find_checks(directory) -> list[CheckRun]:
     """The runs of a checks directory, isotherms first, each kind by temperature and name."""
     directory = Path(directory)
@@ -143,6 +148,7 @@ class IsothermPoint:
 
 @dataclass
 class NPTResult:
+    md_path: str
     name: str
     temperature_K: float
     pressure_GPa: float
@@ -185,9 +191,11 @@ class ReferenceChecks:
             end = ("ran to the end" if r.status == "complete"
                    else r.status.replace("stopped: ", "stopped at ").split(";")[0])
             left = "" if r.left_domain_ps is None else f", left its training domain at {r.left_domain_ps:.2f} ps"
+            model = (f"potential {r.density_model:.2f} ({100 * r.relative_density_error:+.1f} %)"
+                     if math.isfinite(r.density_model) else "potential: none (its run ended before that ps)")
             out.append(f"NPT {r.pressure_GPa:g} GPa {r.temperature_K:g} K, {r.reference['time_ps'][-1]:g} ps: "
-                       f"reference ρ {r.density_reference:.2f} g/cm³ over the last {NPT_WINDOW_PS:g} ps, potential "
-                       f"{r.density_model:.2f} ({100 * r.relative_density_error:+.1f} %); {end}{left}")
+                       f"reference ρ {r.density_reference:.2f} g/cm³ over the last {NPT_WINDOW_PS:g} ps, {model}; "
+                       f"{end}{left}")
         return out
 
 
@@ -225,7 +233,7 @@ def npt_result(potential, run: CheckRun, work_dir, overwrite: bool = False, quie
     start = frames[0]
     atoms = Atoms(numbers=start.species, positions=start.positions, cell=start.cell, pbc=start.pbc)
     atoms.calc = HDNNPCalculator(potential)
-    out = Path(work_dir) / f"check_{run.name}_{run.temperature_K:g}K.h5"
+    out = npt_output_path(work_dir, run)
     summary = run_md(atoms, settings, out, overwrite=overwrite, quiet=quiet, log=lambda m: None)
     with h5py.File(out) as h5:
         g = h5["trajectory"]
@@ -239,7 +247,7 @@ def npt_result(potential, run: CheckRun, work_dir, overwrite: bool = False, quie
     window_ref = times >= times[-1] - NPT_WINDOW_PS
     window_model = t_model >= times[-1] - NPT_WINDOW_PS
     return NPTResult(
-        name=run.name, temperature_K=run.temperature_K, pressure_GPa=s["pressure"], status=status,
+        md_path=str(out), name=run.name, temperature_K=run.temperature_K, pressure_GPa=s["pressure"], status=status,
         time_ps=summary["time_ps"], left_domain_ps=float(t_model[outside[0]]) if len(outside) else None,
         reference=dict(time_ps=times, density_g_cm3=rho_ref, energy_eV_per_atom=np.array([f.energy for f in frames]) / n_atoms),
         model=dict(time_ps=t_model, density_g_cm3=rho_model, energy_eV_per_atom=e_model),
@@ -250,7 +258,7 @@ def npt_result(potential, run: CheckRun, work_dir, overwrite: bool = False, quie
 def reference_checks(model_path, directory, work_dir, overwrite: bool = False, quiet: bool = True,
                      log=lambda m: None) -> ReferenceChecks:
     """Every check of ``directory`` with the potential of ``model_path``; NPT trajectories are
-    written to ``work_dir/check_<name>_<T>K.h5``."""
+    written to :func:`npt_output_path`."""
     from hdnnp.model import Potential
 
     potential = Potential.load(model_path)

@@ -272,10 +272,12 @@ def export_history(md_path, path, overwrite: bool = False, timestep_ps: float = 
             f.stress = s if with_stress else None
             yield f
 
+    gz = path.suffix == ".gz"  # the temporary names do not end in .gz
     with atomic_output(path, overwrite) as tmp, atomic_output(energy_path, overwrite) as tmp_e:
-        write_history(tmp, frames(), timestep_ps=timestep_ps, n_frames=n_frames, title=f"hdnnp md {md_path}")
-        write_energies(tmp_e, frames())
+        write_history(tmp, frames(), timestep_ps=timestep_ps, n_frames=n_frames, title=f"hdnnp md {md_path}",
+                      compress=gz)
+        write_energies(tmp_e, frames(), compress=gz)
         if with_stress:
             with atomic_output(stress_path, overwrite) as tmp_s:
-                write_stresses(tmp_s, frames())
+                write_stresses(tmp_s, frames(), compress=gz)
     return str(path)

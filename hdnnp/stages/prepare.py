@@ -213,8 +213,10 @@ def _write_set(group, set_name, entries, stats, options, elements, quiet) -> dic
     progress = Progress(_expected_frames(entries, options), f"prepare {set_name}", unit="frames", quiet=quiet)
     checker = FrameChecker()  # physical sanity checks (hdnnp.sanity, issue #6): warnings only
     batch, batch_atoms = [], 0
+    n_stresses = 0
     for frame in ordered:
         _check_frame(frame, set_name, with_forces)
+        n_stresses += frame.stress is not None
         checker.add(frame)
         elements.update(np.unique(frame.species).tolist())
         batch.append(frame)
@@ -233,7 +235,7 @@ def _write_set(group, set_name, entries, stats, options, elements, quiet) -> dic
     # --- end of sanity warnings --------------------------------------------------------------
     temps = sorted({e.temperature for e in entries if not math.isnan(e.temperature)})
     group.attrs["temperatures"] = np.array(temps, np.float64)
-    return {"n_frames": writer.n_frames, "n_atoms": writer.n_atoms, "forces": with_forces}
+    return {"n_frames": writer.n_frames, "n_atoms": writer.n_atoms, "forces": with_forces, "n_stresses": n_stresses}
 
 
 def _expected_frames(entries, options: ReadOptions) -> int | None:

@@ -341,11 +341,10 @@ def run_pipeline(selection, reading: dict | None = None, *, work_dir=".", out_di
         outputs.append(Path(out_dir) / MD_CHECK_FIGURE)
         outputs += [check_path(work_dir, e.temperature) for e in selection.predict if np.isfinite(e.temperature)]
     if checks_dir is not None:
-        from hdnnp.md.reference_checks import REFERENCE_CHECKS_FIGURE, find_checks
+        from hdnnp.md.reference_checks import REFERENCE_CHECKS_FIGURE, find_checks, npt_output_path
 
         outputs.append(Path(out_dir) / REFERENCE_CHECKS_FIGURE)
-        outputs += [work_dir / f"check_{r.name}_{r.temperature_K:g}K.h5" for r in find_checks(checks_dir)
-                    if r.kind == "npt"]
+        outputs += [npt_output_path(work_dir, r) for r in find_checks(checks_dir) if r.kind == "npt"]
     check_outputs_free(outputs, overwrite)
     for path in outputs:  # an output that is an input file is refused, --overwrite or not
         check_not_an_input(path, selection.all_paths())
@@ -423,6 +422,7 @@ def run_pipeline(selection, reading: dict | None = None, *, work_dir=".", out_di
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         figure = save_figure(reference_checks_figure(checks), Path(out_dir) / REFERENCE_CHECKS_FIGURE)
         summary["reference_checks"] = {"results": checks, "figure": str(figure)}
+        summary["paths"].update({f"check_{r.name}_{r.temperature_K:g}K": r.md_path for r in checks.npt})
     times["total"] = time.perf_counter() - t_all
     summary["wall_time_s"] = times
     summary["stages"] = {k: v for k, v in stages.items() if k not in ("report", "md check", "reference checks")}
