@@ -24,7 +24,8 @@ Plans (``--plan``):
 * ``train`` — training and held-out data (``data/te_reference``): at each of 573, 673, 723, 773,
   823, 873, 973 and 1073 K two independent trajectories, ``Te-npt`` (NPT at 0 GPa, 2 ps from the
   5.70 g/cm³ start: the reference's own densification) and ``Te-vol`` (NVT for 1 ps at a
-  density between 5.4 and 8.8 g/cm³, one per temperature).
+  density between 5.4 and 8.8 g/cm³, one per temperature; from 7 g/cm³ on started from the frame
+  of that temperature's ``Te-npt`` run nearest the density).
 
 Resumable: ``hdnnp md`` checkpoints every stored frame, so a killed run loses at most the steps
 since the last one and continues with ``--resume``; a finished run (its HISTORY exists) is
@@ -88,10 +89,12 @@ def plan(name: str) -> list[Run]:
         # per temperature two independent trajectories: NPT at 0 GPa from the 5.70 g/cm³ start
         # (the reference's own densification, 2 ps) and NVT at a scaled density (1 ps), the
         # densities spread over 5.4-8.8 g/cm³ across the temperatures
+        # the NPT runs first (the vol runs of 7 g/cm³ and more start from them), temperatures in
+        # the order the main job needs them
         densities = {773: 6.4, 673: 5.4, 973: 8.4, 823: 7.6, 723: 8.8, 873: 6.0, 573: 7.2, 1073: 5.4}
-        runs = []
-        for t, rho in densities.items():
-            runs += [Run("Te-npt", t, "npt", 2.0, 51000 + t), Run("Te-vol", t, "nvt", 1.0, 52000 + t, density=rho)]
+        runs = [Run("Te-npt", t, "npt", 2.0, 51000 + t) for t in densities]
+        runs += [Run("Te-vol", t, "nvt", 1.0, 52000 + t, density=rho,
+                     start_from=None if rho < 7.0 else f"Te-npt.{t}K") for t, rho in densities.items()]
         return runs
     raise SystemExit(f"unknown plan {name!r}")
 
