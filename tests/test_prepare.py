@@ -104,7 +104,7 @@ def test_skip_stride_and_forces_unit(three_temperatures, tmp_path):
         forces = h5["train/atoms/forces"][:4]
     # forces taken as already in eV/Å: the raw DL_POLY numbers, 9648.5332 times larger
     np.testing.assert_allclose(forces, frames[673][1].forces * 9648.53321233, rtol=1e-8)
-    assert summary["sets"]["train"] == {"n_frames": 3, "n_atoms": 12, "forces": True}
+    assert summary["sets"]["train"] == {"n_frames": 3, "n_atoms": 12, "forces": True, "n_stresses": 0}
     assert summary["sets"]["predict"]["n_frames"] == 0
     assert [s.n_kept for s in summary["sources"]["train"]] == [2, 1]
     assert [s.n_frames for s in summary["sources"]["train"]] == [5, 2]
