@@ -165,8 +165,11 @@ def run_one(run: Run, out: Path, reference: str, reference_args: str) -> str:
 
 def write_readme(out: Path, plan_name: str, reference: str, reference_args: str) -> None:
     rows = []
-    for path in sorted(out.glob("summary.*.json"), key=lambda q: (json.loads(q.read_text())["run"]["ensemble"],
-                                                                   q.name)):
+    def order(path):
+        run = json.loads(path.read_text())["run"]
+        return run["ensemble"], run["name"], run["temperature"]
+
+    for path in sorted(out.glob("summary.*.json"), key=order):
         s = json.loads(path.read_text())
         r, ser = s["run"], s["series"]
         t = ser["time_ps"]
