@@ -195,7 +195,9 @@ written with `--history`:
 `STRESS.<run>.gz` (eV/Å³, ASE's sign: positive = tensile), which `hdnnp prepare` reads
 (`--train-file`/`--predict-file HISTORY...gz`), and `summary.<run>.json` (the command, versions,
 wall time and the time series of density, E/atom, temperature, pressure with the kinetic term,
-shortest distance). Frames every 10 steps of 2 fs. Licence: as the repository (MIT).
+shortest distance). Frames every 10 steps of 2 fs. Licence: as the repository (MIT). The
+wall time is that of the process that finished the run (a run resumed after a kill counts only
+its last part); tblite on one core of a 2-core VM, often beside a second run.
 
 Means over the last ps of each run:
 
