@@ -574,7 +574,7 @@ def iter_stresses(path) -> Iterator[StressLine]:
 class _StepMatcher:
     """Values for increasing HISTORY steps by a merge-join with a step-keyed file: O(1) memory.
 
-    ``value(step)`` returns that step's value, or None if the file has none; steps must be asked
+    ``_value(step)`` returns that step's line record, or None if the file has none; steps must be asked
     for in increasing order. ``finish()`` reads the rest of the file and returns the number of
     lines that matched no asked-for step.
     """

@@ -17,7 +17,9 @@ def _open_text(path, mode="wt", compress: bool | None = None):
     """``path`` for writing text, gzip-compressed when ``compress`` (None: when the name ends in
     ``.gz``; pass it explicitly when ``path`` is a temporary name for a final ``.gz`` file)."""
     path = Path(path)
-    return gzip.open(path, mode) if (path.suffix == ".gz" if compress is None else compress) else open(path, mode)
+    if compress is None:
+        compress = path.suffix == ".gz"
+    return gzip.open(path, mode) if compress else open(path, mode)
 
 
 def imcon_of_cell(cell) -> int:

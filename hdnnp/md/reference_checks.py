@@ -56,16 +56,16 @@ class CheckRun:
 
     def frames(self):
         """(frames with energy and stress, times ps) of the reference trajectory."""
-        from hdnnp.io.dlpoly import iter_energies, iter_stresses, read_history
+        from hdnnp.io.dlpoly import EnergyMatcher, StressMatcher, read_history
 
         stem = self.history.name[len("HISTORY"):]
         frames = read_history(self.history, "dlpoly")
-        energies = {e.step: e.energy_ev for e in iter_energies(self.history.with_name("E" + stem))}
-        stresses = {s.step: s.stress for s in iter_stresses(self.history.with_name("STRESS" + stem))}
+        energies = EnergyMatcher(self.history.with_name("E" + stem))  # merge-joins, as hdnnp prepare
+        stresses = StressMatcher(self.history.with_name("STRESS" + stem))
         for f in frames:
-            if f.step not in energies or f.step not in stresses:
+            f.energy, f.stress = energies.energy(f.step), stresses.stress(f.step)
+            if f.energy is None or f.stress is None:
                 raise HdnnpError(f"{self.history}: step {f.step} has no energy or stress in its E/STRESS files")
-            f.energy, f.stress = energies[f.step], stresses[f.step]
         times = np.array([f.step * self.settings["timestep"] * 1e-3 for f in frames])
         return frames, times
 
