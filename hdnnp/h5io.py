@@ -560,33 +560,46 @@ class FrameSetWriter:
         self.group.create_dataset("groups", data=np.array(self.groups, dtype=h5py.string_dtype()))
 
 
+def read_frame_chunk(group: h5py.Group, start: int, stop: int, offsets=None, names=None):
+    """Frames [start, stop) of a frame-set group as one :class:`hdnnp.frames.FrameChunk`
+    (``offsets``: the group's whole ``frames/atom_offset`` when already read; ``names``: its
+    group labels, to label the frames)."""
+    from hdnnp.frames import FrameChunk
+
+    off = (group["frames/atom_offset"][start:stop + 1] if offsets is None
+           else offsets[start:stop + 1]).astype(np.int64)
+    a0, a1 = int(off[0]), int(off[-1])
+    return FrameChunk(
+        atom_offset=off - a0,
+        energy=group["frames/energy"][start:stop],
+        cell=group["frames/cell"][start:stop],
+        pbc=group["frames/pbc"][start:stop],
+        temperature=group["frames/temperature"][start:stop],
+        step=group["frames/step"][start:stop],
+        positions=group["atoms/positions"][a0:a1],
+        species=group["atoms/species"][a0:a1],
+        forces=group["atoms/forces"][a0:a1] if "atoms/forces" in group else None,
+        stress=group["frames/stress"][start:stop] if "frames/stress" in group else None,
+        group=None if names is None else [names[i] for i in group["frames/group"][start:stop]],
+    )
+
+
+def read_frames(group: h5py.Group, start: int, stop: int) -> list:
+    """Frames [start, stop) of a frame-set group as :class:`hdnnp.frames.Frame` objects."""
+    chunk = read_frame_chunk(group, start, stop)
+    return [chunk.frame(k) for k in range(len(chunk))]
+
+
 def iter_frame_chunks(group: h5py.Group, chunk_frames: int = 256):
     """Yield ``(first_frame, FrameChunk)`` blocks of at most ``chunk_frames`` frames.
 
     Only one chunk is held in memory at a time.
     """
-    from hdnnp.frames import FrameChunk
-
     offsets = group["frames/atom_offset"][:]
     n_frames = len(offsets) - 1
-    has_forces = "atoms/forces" in group
     names = read_strings(group["groups"]) if "frames/group" in group and "groups" in group else None
     for start in range(0, n_frames, chunk_frames):
-        stop = min(start + chunk_frames, n_frames)
-        a0, a1 = int(offsets[start]), int(offsets[stop])
-        yield start, FrameChunk(
-            atom_offset=offsets[start:stop + 1] - a0,
-            energy=group["frames/energy"][start:stop],
-            cell=group["frames/cell"][start:stop],
-            pbc=group["frames/pbc"][start:stop],
-            temperature=group["frames/temperature"][start:stop],
-            step=group["frames/step"][start:stop],
-            positions=group["atoms/positions"][a0:a1],
-            species=group["atoms/species"][a0:a1],
-            forces=group["atoms/forces"][a0:a1] if has_forces else None,
-            stress=group["frames/stress"][start:stop] if "frames/stress" in group else None,
-            group=None if names is None else [names[i] for i in group["frames/group"][start:stop]],
-        )
+        yield start, read_frame_chunk(group, start, min(start + chunk_frames, n_frames), offsets, names)
 
 
 # --- checks at stage boundaries (shared by the stages that read another stage's output) -------

@@ -395,12 +395,12 @@ def _select(d: Path, runs: list, settings: LearnSettings, threshold: float, k: i
     chosen = select(candidates, settings.max_frames, settings.min_separation_ps)
     images = []
     by_run = {r["condition"]: r for r in runs}
-    from hdnnp.stages.predict import _read_frames
+    from hdnnp.h5io import read_frames
 
     for c in chosen:
         r = by_run[c.condition]
         with h5py.File(d / r["file"], "r") as h5:
-            f = _read_frames(h5["trajectory"], c.frame, c.frame + 1)[0]
+            f = read_frames(h5["trajectory"], c.frame, c.frame + 1)[0]
         atoms = Atoms(numbers=f.species, positions=f.positions, cell=f.cell, pbc=f.pbc)
         atoms.info.update(iteration=k, condition=c.condition, temperature=r["temperature_K"],
                           md_file=f"iter{k}/{r['file']}", md_frame=c.frame, time_ps=c.time_ps,

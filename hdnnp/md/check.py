@@ -64,11 +64,11 @@ class CheckResult:
 
 
 def _frames_at(group, temperature: float):
-    from hdnnp.stages.predict import _read_frames
+    from hdnnp.h5io import read_frames
 
     temps = group["frames/temperature"][:]
     index = np.flatnonzero(np.isclose(temps, temperature))
-    return [_read_frames(group, int(f), int(f) + 1)[0] for f in index]
+    return [read_frames(group, int(f), int(f) + 1)[0] for f in index]
 
 
 def md_check(model_path, prepared_path, work_dir, time_ps: float = DEFAULT_CHECK_TIME_PS, seed: int = 0,
@@ -105,9 +105,9 @@ def md_check(model_path, prepared_path, work_dir, time_ps: float = DEFAULT_CHECK
                           min_distance=g["guards/min_distance"][:])
             outside = np.flatnonzero(series["extrapolation_max_excess"] > limits.max_extrapolation_excess)
             n_inside = int(outside[0]) if len(outside) else len(series["time_ps"])
-            from hdnnp.stages.predict import _read_frames
+            from hdnnp.h5io import read_frames
 
-            md_frames = _read_frames(g, 0, max(n_inside, 1))
+            md_frames = read_frames(g, 0, max(n_inside, 1))
         acc_md, acc_ref = RDFAccumulator(CHECK_RDF_R_MAX, CHECK_RDF_BINS), RDFAccumulator(CHECK_RDF_R_MAX, CHECK_RDF_BINS)
         for f in md_frames:
             acc_md.add(f)

@@ -70,10 +70,10 @@ def load_start(path, set_name: str | None = None, frame: int = 0, file_format: s
             n = len(group["frames/atom_offset"]) - 1
             if not -n <= frame < n:
                 raise HdnnpError(f"--start-frame {frame}: {path}:{set_name} has {n} frames")
-            from hdnnp.stages.predict import _read_frames
+            from hdnnp.h5io import read_frames
 
             f = frame % n
-            return _read_frames(group, f, f + 1)[0]
+            return read_frames(group, f, f + 1)[0]
     from hdnnp.stages.predict import _read_structure_frames
 
     frames = _read_structure_frames(path, file_format)

@@ -25,7 +25,7 @@ import numpy as np
 from hdnnp.errors import HdnnpError
 from hdnnp.frames import stresses_of
 from hdnnp.h5io import (atomic_output, check_can_write, check_elements_covered, check_feature_sets_match,
-                        has_reference_stresses, open_stage_file, read_strings, write_root_attrs)
+                        has_reference_stresses, open_stage_file, read_frames, read_strings, write_root_attrs)
 from hdnnp.model import Potential, extrapolation_message, outside_training_range
 from hdnnp.parallel import check_parallel_options, dask_client, ordered_map
 from hdnnp.progress import Progress
@@ -200,7 +200,7 @@ def _set_items(group, potential, chunk_frames: int, forces: bool, frames: bool, 
     n_frames = len(group["frames/atom_offset"]) - 1
     for f0 in range(0, n_frames, chunk_frames):
         f1 = min(f0 + chunk_frames, n_frames)
-        yield (f0, _read_frames(group, f0, f1) if frames else None,
+        yield (f0, read_frames(group, f0, f1) if frames else None,
                read_block(group, potential.elements, f0, f1, derivatives=forces) if stored else None,
                group["frames/temperature"][f0:f1], group["frames/step"][f0:f1],
                group["frames/group"][f0:f1] if "frames/group" in group else np.zeros(f1 - f0, np.int32))
@@ -404,17 +404,3 @@ def _group_summaries(arr, names) -> dict:
         out[name or "(none)"] = _set_summary(part)
     return out
 
-
-def _read_frames(group, f0: int, f1: int):
-    """Frames [f0, f1) of a frame-set group as :class:`hdnnp.frames.Frame` objects."""
-    from hdnnp.frames import FrameChunk
-
-    off = group["frames/atom_offset"][f0:f1 + 1].astype(np.int64)
-    a0, a1 = int(off[0]), int(off[-1])
-    chunk = FrameChunk(atom_offset=off - a0, energy=group["frames/energy"][f0:f1], cell=group["frames/cell"][f0:f1],
-                       pbc=group["frames/pbc"][f0:f1], temperature=group["frames/temperature"][f0:f1],
-                       step=group["frames/step"][f0:f1], positions=group["atoms/positions"][a0:a1],
-                       species=group["atoms/species"][a0:a1],
-                       forces=group["atoms/forces"][a0:a1] if "atoms/forces" in group else None,
-                       stress=group["frames/stress"][f0:f1] if "frames/stress" in group else None)
-    return [chunk.frame(k) for k in range(len(chunk))]
