@@ -32,7 +32,8 @@ def model(tmp_path_factory):
 
 def argon(model, supercell=(1, 1, 1)):
     from hdnnp.ase_calculator import HDNNPCalculator
-    from hdnnp.stages.md import load_start, start_atoms
+    from hdnnp.md.driver import start_atoms
+    from hdnnp.stages.md import load_start
 
     atoms = start_atoms(load_start(model / "prepared.h5", "predict", 0), supercell)
     atoms.calc = HDNNPCalculator(str(model / "model.h5"))

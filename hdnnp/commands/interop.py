@@ -40,7 +40,8 @@ def export_command(model, fmt, output, structure, temperature, overwrite):
     atoms = None
     if structure is not None:
         from hdnnp.errors import HdnnpError
-        from hdnnp.stages.md import load_start, start_atoms
+        from hdnnp.md.driver import start_atoms
+        from hdnnp.stages.md import load_start
 
         path, _, index = structure.rpartition("@") if "@" in structure else (structure, "", "0")
         try:

@@ -80,7 +80,7 @@ def md_check(model_path, prepared_path, work_dir, time_ps: float = DEFAULT_CHECK
     from hdnnp.ase_calculator import HDNNPCalculator
     from hdnnp.h5io import open_stage_file
     from hdnnp.model import Potential
-    from hdnnp.stages.md import start_atoms
+    from hdnnp.md.driver import start_atoms
 
     potential = Potential.load(model_path)
     with open_stage_file(prepared_path, "prepare") as h5:

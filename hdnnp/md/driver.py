@@ -33,6 +33,7 @@ import numpy as np
 
 from hdnnp.analysis.observables import pressure_gpa
 from hdnnp.errors import HdnnpError
+from hdnnp.frames import Frame
 from hdnnp.md.guards import GuardLimits, read_guards
 from hdnnp.md.trajectory import (TrajectoryWriter, checkpoint_path, partial_path, read_checkpoint,
                                  write_checkpoint)
@@ -116,6 +117,30 @@ def ase_units():
     import ase.units
 
     return ase.units
+
+
+def start_atoms(frame: Frame, supercell=(1, 1, 1), density: float | None = None):
+    """ASE Atoms of a frame, repeated ``supercell`` times; with ``density`` (g/cm³) the cell and
+    the positions are scaled isotropically, r -> s r with s = (ρ_start / ρ)^(1/3), to that mass
+    density (the scaled-volume starts of NVT isotherms and of ``hdnnp learn``)."""
+    from ase import Atoms
+
+    atoms = Atoms(numbers=frame.species, positions=frame.positions, cell=frame.cell, pbc=frame.pbc)
+    if tuple(supercell) != (1, 1, 1):
+        if not np.all(atoms.pbc[np.array(supercell) > 1]):
+            raise HdnnpError(f"--supercell {'x'.join(map(str, supercell))}: the start structure is not "
+                             "periodic along a repeated direction")
+        atoms = atoms.repeat(supercell)
+    if density is not None:
+        from hdnnp.analysis.observables import mass_density
+
+        if not (np.isfinite(density) and density > 0):
+            raise HdnnpError(f"--density: expected a mass density > 0 g/cm³, got {density}")
+        if not np.all(atoms.pbc):
+            raise HdnnpError("--density: the start structure must be periodic in all three directions")
+        scale = (mass_density(atoms.numbers, atoms.cell.array) / density) ** (1.0 / 3.0)
+        atoms.set_cell(atoms.cell.array * scale, scale_atoms=True)
+    return atoms
 
 
 def initial_velocities(atoms, temperature_K: float, seed: int) -> None:

@@ -20,7 +20,7 @@ import numpy as np
 from hdnnp.errors import HdnnpError
 from hdnnp.frames import Frame
 from hdnnp.h5io import atomic_output, check_can_write, check_elements_covered, iter_frame_chunks, open_stage_file
-from hdnnp.md.driver import MDSettings, run_md
+from hdnnp.md.driver import MDSettings, run_md, start_atoms
 
 
 def parse_supercell(text) -> tuple[int, int, int]:
@@ -80,30 +80,6 @@ def load_start(path, set_name: str | None = None, frame: int = 0, file_format: s
     if not -len(frames) <= frame < len(frames):
         raise HdnnpError(f"--start-frame {frame}: {path} has {len(frames)} structures")
     return frames[frame]
-
-
-def start_atoms(frame: Frame, supercell=(1, 1, 1), density: float | None = None):
-    """ASE Atoms of a frame, repeated ``supercell`` times; with ``density`` (g/cm³) the cell and
-    the positions are scaled isotropically, r -> s r with s = (ρ_start / ρ)^(1/3), to that mass
-    density (the scaled-volume starts of NVT isotherms and of ``hdnnp learn``)."""
-    from ase import Atoms
-
-    atoms = Atoms(numbers=frame.species, positions=frame.positions, cell=frame.cell, pbc=frame.pbc)
-    if tuple(supercell) != (1, 1, 1):
-        if not np.all(atoms.pbc[np.array(supercell) > 1]):
-            raise HdnnpError(f"--supercell {'x'.join(map(str, supercell))}: the start structure is not "
-                             "periodic along a repeated direction")
-        atoms = atoms.repeat(supercell)
-    if density is not None:
-        from hdnnp.analysis.observables import mass_density
-
-        if not (np.isfinite(density) and density > 0):
-            raise HdnnpError(f"--density: expected a mass density > 0 g/cm³, got {density}")
-        if not np.all(atoms.pbc):
-            raise HdnnpError("--density: the start structure must be periodic in all three directions")
-        scale = (mass_density(atoms.numbers, atoms.cell.array) / density) ** (1.0 / 3.0)
-        atoms.set_cell(atoms.cell.array * scale, scale_atoms=True)
-    return atoms
 
 
 def md_calculator(model_path, reference=None, device: str = "cpu", species=None, start=None):
